@@ -1,0 +1,44 @@
+# Every target creates .venv and installs what it needs; a fresh clone with only
+# python3 can run `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install demo test lint protos interop interop-deps bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/python -m pyvider_rpcplugin_sync demo
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check pyvider_rpcplugin_sync tests benchmarks protos/generate.py
+	$(BIN)/ruff format --check pyvider_rpcplugin_sync tests benchmarks protos/generate.py
+	$(BIN)/mypy
+
+protos: $(STAMP)
+	$(BIN)/python protos/generate.py
+
+# Debian's go-plugin 1.0.1 toolchain (no-op when present), then the interop tests.
+interop-deps:
+	bash tests/interop/install_go_deps.sh
+
+interop: $(STAMP) interop-deps
+	PYVIDER_REQUIRE_INTEROP=1 $(BIN)/python -m pytest tests/interop $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .gocache .pytest_cache .mypy_cache .ruff_cache .hypothesis

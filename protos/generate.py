@@ -1,0 +1,47 @@
+"""Regenerate the committed Python code in pyvider_rpcplugin_sync/_protos/.
+
+Usage: python protos/generate.py [OUTPUT_ROOT]
+
+OUTPUT_ROOT defaults to the repository root; the stale-code test points it at
+a temp dir and compares. grpcio-tools is pinned in pyproject's dev extra so
+that the output is reproducible.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from grpc_tools import protoc
+
+PROTO_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = "pyvider_rpcplugin_sync/_protos"
+# goplugin.proto has no services on purpose (see its header), so no stubs.
+WITH_SERVICES = ("echo.proto", "kv.proto")
+MESSAGES_ONLY = ("goplugin.proto",)
+
+
+def generate(output_root: Path) -> None:
+    (output_root / PACKAGE_DIR).mkdir(parents=True, exist_ok=True)
+    include = f"-I{PACKAGE_DIR}={PROTO_DIR}"
+    well_known = f"-I{Path(protoc.__file__).parent / '_proto'}"
+    batches = [
+        (WITH_SERVICES, [f"--grpc_python_out={output_root}"]),
+        (MESSAGES_ONLY, []),
+    ]
+    for names, extra in batches:
+        args = [
+            "protoc",
+            include,
+            well_known,
+            f"--python_out={output_root}",
+            f"--pyi_out={output_root}",
+            *extra,
+            *(str(PROTO_DIR / name) for name in names),
+        ]
+        if protoc.main(args) != 0:
+            raise SystemExit(f"protoc failed for {', '.join(names)}")
+
+
+if __name__ == "__main__":
+    generate(Path(sys.argv[1]) if len(sys.argv) > 1 else PROTO_DIR.parent)

@@ -1,0 +1,35 @@
+"""Sync, thread-based hosts and plugins for HashiCorp go-plugin's gRPC protocol."""
+
+from ._errors import (
+    HandshakeError,
+    PluginClosed,
+    PluginStartError,
+    ProtocolVersionError,
+    RateLimited,
+    RPCPluginError,
+    StartTimeout,
+    TLSError,
+    TransportError,
+)
+from ._handshake import HandshakeConfig
+from ._serve import run_plugin, serve
+from ._server import PluginServer
+
+__all__ = [
+    # configuration
+    "HandshakeConfig",
+    # plugin side
+    "PluginServer",
+    "run_plugin",
+    "serve",
+    # errors
+    "HandshakeError",
+    "PluginClosed",
+    "PluginStartError",
+    "ProtocolVersionError",
+    "RPCPluginError",
+    "RateLimited",
+    "StartTimeout",
+    "TLSError",
+    "TransportError",
+]

@@ -1,0 +1,110 @@
+"""Protocol constants, environment variable names, default timeouts and sizes.
+
+Every tunable default of the library lives here so that there is one place to
+read them. Values that come from go-plugin cite the file they come from in
+``hashicorp/go-plugin`` (see shared/protocol.md).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- handshake (protocol.md §2) ------------------------------------------------
+
+CORE_PROTOCOL_VERSION: Final = 1
+PROTOCOL_GRPC: Final = "grpc"
+PROTOCOL_NETRPC: Final = "netrpc"
+NETWORK_UNIX: Final = "unix"
+NETWORK_TCP: Final = "tcp"
+# go-plugin ignores field 6 unless it is longer than this (junk from old plugins).
+MIN_CERT_FIELD_LENGTH: Final = 50
+HANDSHAKE_MIN_FIELDS: Final = 4
+HANDSHAKE_MAX_FIELDS: Final = 7
+
+# pyvider-rpcplugin's defaults, so plugins of either library load in the
+# other's host without configuration.
+DEFAULT_COOKIE_KEY: Final = "PLUGIN_MAGIC_COOKIE"
+DEFAULT_COOKIE_VALUE: Final = "test_cookie_value"
+DEFAULT_PROTOCOL_VERSIONS: Final = (1,)
+
+# --- environment set by the host for the plugin ------------------------------
+
+ENV_PROTOCOL_VERSIONS: Final = "PLUGIN_PROTOCOL_VERSIONS"
+ENV_MIN_PORT: Final = "PLUGIN_MIN_PORT"
+ENV_MAX_PORT: Final = "PLUGIN_MAX_PORT"
+ENV_CLIENT_CERT: Final = "PLUGIN_CLIENT_CERT"
+ENV_MULTIPLEX_GRPC: Final = "PLUGIN_MULTIPLEX_GRPC"
+ENV_UNIX_SOCKET_DIR: Final = "PLUGIN_UNIX_SOCKET_DIR"
+ENV_UNIX_SOCKET_GROUP: Final = "PLUGIN_UNIX_SOCKET_GROUP"
+# Ours (and pyvider-rpcplugin's): lets a host or user pick the plugin's transport.
+ENV_TRANSPORT: Final = "PLUGIN_TRANSPORT"
+# Ours: the plugin's stderr log level (hclog names or Python names).
+ENV_LOG_LEVEL: Final = "PLUGIN_LOG_LEVEL"
+
+# go-plugin's defaults for the TCP port range (client.go, NewClient).
+DEFAULT_MIN_PORT: Final = 10000
+DEFAULT_MAX_PORT: Final = 25000
+
+# --- sockets ------------------------------------------------------------------
+
+# sun_path is 108 bytes on Linux including the NUL; grpcio binds 107, fails at 108.
+MAX_UNIX_SOCKET_PATH: Final = 107
+SOCKET_DIR_PREFIX: Final = "pyvider-plugin-"
+SOCKET_FILE_PREFIX: Final = "plugin"
+LOOPBACK_HOST: Final = "127.0.0.1"
+
+# --- gRPC services on the wire (protocol.md §4) ------------------------------
+
+HEALTH_SERVICE_NAME: Final = "plugin"
+BROKER_SERVICE: Final = "plugin.GRPCBroker"
+CONTROLLER_SERVICE: Final = "plugin.GRPCController"
+STDIO_SERVICE: Final = "plugin.GRPCStdio"
+HEALTH_SERVICE: Final = "grpc.health.v1.Health"
+INTERNAL_SERVICES: Final = frozenset(
+    {
+        BROKER_SERVICE,
+        CONTROLLER_SERVICE,
+        STDIO_SERVICE,
+        HEALTH_SERVICE,
+        "grpc.reflection.v1alpha.ServerReflection",
+        "grpc.reflection.v1.ServerReflection",
+    }
+)
+
+# --- plugin server sizing and timing -------------------------------------------
+
+# Broker and stdio streams each hold a worker for a connection's lifetime.
+RESERVED_STREAM_WORKERS: Final = 2
+DEFAULT_MAX_WORKERS: Final = 16
+# Shutdown replies first, then stops the server after this delay so the reply
+# can leave before the connection is torn down.
+SHUTDOWN_REPLY_DELAY: Final = 0.05
+# How long in-flight RPCs get to finish when the plugin stops.
+DEFAULT_STOP_GRACE: Final = 0.5
+# How often the plugin checks that its parent (the host) is still alive.
+PARENT_WATCH_INTERVAL: Final = 0.5
+# go-plugin reads stdio in 1 KiB chunks; we forward up to this much at once.
+STDIO_CHUNK_SIZE: Final = 1024
+# Bounded queue of stdio chunks waiting for a StreamStdio reader (oldest dropped).
+STDIO_QUEUE_CHUNKS: Final = 1024
+STDIO_POLL_INTERVAL: Final = 0.25
+
+# --- host timeouts ---------------------------------------------------------------
+
+DEFAULT_START_TIMEOUT: Final = 60.0
+DEFAULT_SHUTDOWN_GRACE: Final = 2.0
+DEFAULT_CONTROLLER_TIMEOUT: Final = 2.0
+DEFAULT_TERMINATE_GRACE: Final = 1.0
+DEFAULT_PING_TIMEOUT: Final = 5.0
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+READER_JOIN_TIMEOUT: Final = 2.0
+STDERR_TAIL_LINES: Final = 50
+# go-plugin's stderr line buffer (client.go).
+STDERR_LINE_LIMIT: Final = 64 * 1024
+
+# Unlimited message sizes on the host side, like go-plugin's host (2^31 - 1).
+UNLIMITED_MESSAGE_OPTIONS: Final = (
+    ("grpc.max_send_message_length", -1),
+    ("grpc.max_receive_message_length", -1),
+)
+TLS_SERVER_NAME: Final = "localhost"

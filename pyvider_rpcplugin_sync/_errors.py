@@ -1,0 +1,77 @@
+"""The library's exception tree, rooted at :class:`RPCPluginError`.
+
+Users catch these without importing grpc. gRPC status errors raised by an
+application's own RPCs are not wrapped: they pass through unchanged.
+"""
+
+from __future__ import annotations
+
+
+class RPCPluginError(Exception):
+    """Root of every error this library raises; ``hint`` says what to do about it."""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
+
+
+class HandshakeError(RPCPluginError):
+    """The handshake line or the magic cookie is missing or malformed."""
+
+
+class ProtocolVersionError(HandshakeError):
+    """Host and plugin share no protocol version (core or application)."""
+
+
+class _ProcessFailure(RPCPluginError):
+    """An error about the plugin process, carrying its exit code and stderr tail."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        returncode: int | None = None,
+        stderr_tail: str = "",
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.returncode = returncode
+        self.stderr_tail = stderr_tail
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        if self.returncode is not None:
+            text += f" [exit code {self.returncode}]"
+        if self.stderr_tail:
+            text += "\n--- plugin stderr (last lines) ---\n" + self.stderr_tail
+        return text
+
+
+class PluginStartError(_ProcessFailure):
+    """The plugin could not be started or exited before it was usable."""
+
+
+class StartTimeout(PluginStartError):
+    """The plugin printed no handshake line within the start timeout."""
+
+
+class TransportError(RPCPluginError):
+    """A socket could not be created, bound or reached."""
+
+
+class TLSError(RPCPluginError):
+    """A certificate or key is invalid, or the peer failed verification."""
+
+
+class RateLimited(RPCPluginError):
+    """A call was refused, or could not get a token in time, because of a rate limit."""
+
+
+class PluginClosed(_ProcessFailure):
+    """The plugin was closed or has died; the call cannot be made."""

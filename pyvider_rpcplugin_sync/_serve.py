@@ -1,0 +1,161 @@
+"""serve(): run a PluginServer as the plugin process, the way a go-plugin host expects.
+
+Process concerns live here, apart from the server itself: hclog logging on the
+real stderr, the handshake line on the real stdout, SIGINT ignored, SIGTERM
+and parent death stop the server, stdout/stderr forwarded over GRPCStdio.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
+from typing import Any
+
+from ._constants import ENV_LOG_LEVEL, PARENT_WATCH_INTERVAL
+from ._errors import RPCPluginError
+from ._hclog import HclogHandler, level_from_name
+from ._handshake import HandshakeConfig, format_handshake
+from ._server import PluginServer, Registrars
+from ._services.stdio import StdioCapture
+
+logger = logging.getLogger("pyvider_rpcplugin_sync.server")
+
+# Loggers whose records reach the host as hclog lines (the plugin script's own
+# ``logging.getLogger(__name__)`` is "__main__"). The root logger is left alone.
+DEFAULT_HOST_LOGGERS = ("pyvider_rpcplugin_sync", "grpc", "__main__")
+
+
+def serve(
+    registrars: Registrars,
+    *,
+    handshake: HandshakeConfig | None = None,
+    log_level: str | int | None = None,
+    host_loggers: Sequence[str] = DEFAULT_HOST_LOGGERS,
+    redirect_stdio: bool = True,
+    **server_options: Any,
+) -> None:
+    """Serve ``registrars`` as a go-plugin plugin until the host shuts it down.
+
+    ``registrars`` is ``register(server)`` or ``{version: register}``.
+    ``server_options`` go to :class:`PluginServer`. Raises an
+    :class:`RPCPluginError` when the plugin cannot start (wrong cookie, no
+    common version, socket problems); :func:`run_plugin` turns those into
+    exit codes.
+    """
+    server = PluginServer(registrars, handshake=handshake, **server_options)
+    with _host_logging(host_loggers, log_level):
+        # A stray print() in a registrar must not land before the handshake.
+        with contextlib.redirect_stdout(sys.stderr):
+            line = server.start()
+        try:
+            with _signals(server), _parent_watch(server):
+                _write_handshake(format_handshake(line))
+                capture = StdioCapture(server.stdio) if redirect_stdio else None
+                if capture is not None:
+                    capture.start()
+                try:
+                    server.wait()
+                finally:
+                    if capture is not None:
+                        capture.restore()
+        finally:
+            server.stop()
+        logger.debug("plugin stopped")
+
+
+def run_plugin(registrars: Registrars, **options: Any) -> int:
+    """:func:`serve` as a program: the exit code, errors as one clear message on stderr."""
+    try:
+        serve(registrars, **options)
+    except RPCPluginError as exc:
+        print(exc, file=sys.stderr, flush=True)
+        return 1
+    return 0
+
+
+def _write_handshake(text: str) -> None:
+    # Straight to fd 1, unbuffered: the host reads exactly this one line.
+    sys.stdout.flush()
+    data = (text + "\n").encode("utf-8")
+    while data:
+        written = os.write(1, data)
+        data = data[written:]
+
+
+@contextlib.contextmanager
+def _host_logging(names: Sequence[str], level: str | int | None) -> Iterator[None]:
+    if level is None:
+        level = os.environ.get(ENV_LOG_LEVEL, "info")
+    try:
+        levelno = level if isinstance(level, int) else level_from_name(level)
+    except ValueError as exc:
+        raise RPCPluginError(str(exc), hint=f"set {ENV_LOG_LEVEL} to a valid level") from None
+    handler = HclogHandler(fd=2, level=levelno)
+    saved: list[tuple[logging.Logger, int]] = []
+    for name in names:
+        target = logging.getLogger(name)
+        saved.append((target, target.level))
+        target.addHandler(handler)
+        if target.level == logging.NOTSET or target.level > levelno:
+            target.setLevel(levelno)
+    try:
+        yield
+    finally:
+        for target, old_level in saved:
+            target.removeHandler(handler)
+            target.setLevel(old_level)
+        handler.close()
+
+
+@contextlib.contextmanager
+def _signals(server: PluginServer) -> Iterator[None]:
+    """Ignore SIGINT (Ctrl-C belongs to the host), stop on SIGTERM."""
+    if threading.current_thread() is not threading.main_thread():
+        logger.debug("serve() not on the main thread: signal handling left to the caller")
+        yield
+        return
+
+    def on_term(signum: int, frame: FrameType | None) -> None:
+        server.request_stop()
+
+    old_int = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    old_term = signal.signal(signal.SIGTERM, on_term)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, old_int)
+        signal.signal(signal.SIGTERM, old_term)
+
+
+@contextlib.contextmanager
+def _parent_watch(server: PluginServer) -> Iterator[None]:
+    """Stop when the host dies, so a plugin never outlives it.
+
+    A polling watch rather than PR_SET_PDEATHSIG: that signal fires when the
+    *thread* that spawned us exits, which a host's worker thread may well do.
+    """
+    parent = os.getppid()
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(PARENT_WATCH_INTERVAL):
+            if os.getppid() != parent:
+                logger.warning("host process %d is gone; stopping", parent)
+                server.request_stop()
+                return
+
+    watcher = threading.Thread(target=watch, name="plugin-parent-watch", daemon=True)
+    if parent > 1:
+        watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        if watcher.is_alive():
+            watcher.join()

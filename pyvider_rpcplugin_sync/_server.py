@@ -1,0 +1,267 @@
+"""The plugin side: :class:`PluginServer` (embeddable) and :func:`serve` (the process driver).
+
+Start-up order follows go-plugin's server.go (protocol.md §2.1): cookie,
+version, listener, services, then one handshake line on the real stdout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from concurrent import futures
+from typing import Any
+
+import grpc
+
+from ._constants import (
+    DEFAULT_MAX_WORKERS,
+    DEFAULT_STOP_GRACE,
+    ENV_CLIENT_CERT,
+    ENV_MULTIPLEX_GRPC,
+    ENV_PROTOCOL_VERSIONS,
+    INTERNAL_SERVICES,
+    RESERVED_STREAM_WORKERS,
+    SHUTDOWN_REPLY_DELAY,
+)
+from ._errors import HandshakeError, ProtocolVersionError
+from ._handshake import (
+    NOT_A_HOST_MESSAGE,
+    HandshakeConfig,
+    HandshakeLine,
+    cookie_matches,
+    negotiate_version,
+    parse_protocol_versions,
+)
+from ._listener import Listener, bind, choose_transport
+from ._services.broker import Broker, broker_handler
+from ._services.controller import controller_handler
+from ._services.health import add_health_service
+from ._services.stdio import StdioQueue, stdio_handler
+
+logger = logging.getLogger("pyvider_rpcplugin_sync.server")
+
+Registrar = Callable[[grpc.Server], None]
+Registrars = Registrar | Mapping[int, Registrar]
+
+
+class _RecordingServer:
+    """Passes every call to the real server and records the services registered.
+
+    Reflection must list exactly the app's services; grpcio has no public way
+    to ask a server what it serves.
+    """
+
+    def __init__(self, server: grpc.Server) -> None:
+        self._server = server
+        self.service_names: list[str] = []
+
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        for handler in handlers:
+            name = getattr(handler, "service_name", lambda: None)()
+            if name and name not in self.service_names:
+                self.service_names.append(name)
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service_name: str, handlers: Any) -> None:
+        if service_name not in self.service_names:
+            self.service_names.append(service_name)
+        self._server.add_registered_method_handlers(service_name, handlers)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._server, name)
+
+
+class PluginServer:
+    """A go-plugin gRPC server: internal services, the app's servicers, one listener.
+
+    ``start()`` binds and serves and returns the handshake line; it does not
+    print it (``serve()`` does), so a PluginServer can run inside tests and
+    other programs.
+    """
+
+    def __init__(
+        self,
+        registrars: Registrars,
+        *,
+        handshake: HandshakeConfig | None = None,
+        transport: str | None = None,
+        environ: Mapping[str, str] | None = None,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        stop_grace: float = DEFAULT_STOP_GRACE,
+        tls: bool = True,
+        reflection: bool = True,
+        interceptors: Sequence[grpc.ServerInterceptor] = (),
+        options: Sequence[tuple[str, Any]] = (),
+    ) -> None:
+        self.handshake = handshake or HandshakeConfig()
+        # Environment is read once, when the object is built.
+        self._environ = dict(os.environ if environ is None else environ)
+        self._registrars = _versioned(registrars, self.handshake)
+        self._transport = choose_transport(transport, self._environ)
+        if max_workers < 1:
+            raise ValueError("max_workers must be at least 1")
+        self._max_workers = max_workers
+        self._stop_grace = stop_grace
+        self._tls = tls
+        self._reflection = reflection
+        self._interceptors = tuple(interceptors)
+        self._options = tuple(options)
+        self._server: grpc.Server | None = None
+        self._listener: Listener | None = None
+        self._lock = threading.Lock()
+        self._stopped = threading.Event()
+        self._stop_requested = False
+        self.stdio = StdioQueue()
+        self.broker = Broker()
+        self.handshake_line: HandshakeLine | None = None
+        self.negotiated_version: int | None = None
+        self.service_names: tuple[str, ...] = ()
+
+    # --- start ----------------------------------------------------------------
+
+    def check_cookie(self) -> None:
+        if not cookie_matches(self._environ, self.handshake):
+            raise HandshakeError(
+                NOT_A_HOST_MESSAGE,
+                hint=f"a host sets {self.handshake.magic_cookie_key} when it starts the plugin",
+            )
+
+    def negotiate(self) -> int:
+        raw = self._environ.get(ENV_PROTOCOL_VERSIONS)
+        host_versions, rejected = parse_protocol_versions(raw)
+        for entry in rejected:
+            logger.warning("server sent invalid plugin version %r", entry)
+        mine = sorted(self._registrars)
+        version = negotiate_version(host_versions, mine)
+        if host_versions and version not in host_versions:
+            raise ProtocolVersionError(
+                f"no common protocol version: the host offers {sorted(set(host_versions))}, "
+                f"this plugin supports {mine}",
+                hint="upgrade the host or the plugin so that they share a protocol version",
+            )
+        return version
+
+    def start(self) -> HandshakeLine:
+        """Check the cookie, negotiate, bind, register, start; return the handshake line."""
+        with self._lock:
+            if self._server is not None:
+                raise RuntimeError("PluginServer.start() may be called once")
+            self.check_cookie()
+            version = self.negotiate()
+            client_cert = self._environ.get(ENV_CLIENT_CERT, "").strip()
+            if client_cert and not self._tls:
+                raise HandshakeError(
+                    "the host asked for AutoMTLS (PLUGIN_CLIENT_CERT is set) but this "
+                    "plugin runs with TLS disabled",
+                    hint="enable TLS in the plugin (tls=True) or turn AutoMTLS off in the host",
+                )
+            server = grpc.server(
+                futures.ThreadPoolExecutor(
+                    max_workers=self._max_workers + RESERVED_STREAM_WORKERS,
+                    thread_name_prefix="plugin-rpc",
+                ),
+                interceptors=self._interceptors,
+                options=self._options,
+            )
+            credentials, cert_field = None, ""
+            if client_cert:
+                from ._tls import plugin_server_credentials
+
+                credentials, cert_field = plugin_server_credentials(client_cert)
+            listener = bind(server, self._transport, self._environ, credentials)
+            try:
+                self._register(server, version)
+                server.start()
+            except BaseException:
+                server.stop(None)
+                listener.remove()
+                raise
+            self._server, self._listener = server, listener
+            self.negotiated_version = version
+            self.handshake_line = HandshakeLine(
+                core_version=1,
+                app_version=version,
+                network=listener.network,
+                address=listener.address,
+                server_cert=cert_field,
+                # Field 7 only for hosts that asked; we never multiplex.
+                multiplex=False if self._environ.get(ENV_MULTIPLEX_GRPC) else None,
+            )
+            logger.debug("plugin address", extra={"address": listener.address,
+                                                   "network": listener.network})
+            return self.handshake_line
+
+    def _register(self, server: grpc.Server, version: int) -> None:
+        add_health_service(server)
+        server.add_generic_rpc_handlers((
+            controller_handler(self.request_stop),
+            stdio_handler(self.stdio),
+            broker_handler(self.broker),
+        ))
+        recorder = _RecordingServer(server)
+        self._registrars[version](recorder)  # type: ignore[arg-type]
+        self.service_names = tuple(recorder.service_names)
+        if self._reflection:
+            from grpc_reflection.v1alpha import reflection
+
+            names = (*self.service_names, *sorted(INTERNAL_SERVICES - {
+                "grpc.reflection.v1alpha.ServerReflection",
+                "grpc.reflection.v1.ServerReflection"}), reflection.SERVICE_NAME)
+            reflection.enable_server_reflection(names, server)
+
+    # --- stop -----------------------------------------------------------------
+
+    @property
+    def address(self) -> str | None:
+        return self._listener.address if self._listener else None
+
+    def request_stop(self) -> None:
+        """Stop soon, from another thread; safe inside an RPC handler and signal handlers."""
+        with self._lock:
+            if self._stop_requested:
+                return
+            self._stop_requested = True
+        timer = threading.Timer(SHUTDOWN_REPLY_DELAY, self.stop)
+        timer.name = "plugin-stop"
+        timer.daemon = True
+        timer.start()
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop serving, wait for in-flight RPCs up to ``grace`` seconds, remove the socket."""
+        with self._lock:
+            self._stop_requested = True
+            server, listener = self._server, self._listener
+            self._listener = None
+        if server is not None:
+            self.stdio.close()
+            self.broker.close()
+            server.stop(self._stop_grace if grace is None else grace).wait()
+        if listener is not None:
+            listener.remove()
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until stopped; False if ``timeout`` passed first."""
+        return self._stopped.wait(timeout)
+
+    def __enter__(self) -> PluginServer:
+        if self._server is None:
+            self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+def _versioned(registrars: Registrars, handshake: HandshakeConfig) -> dict[int, Registrar]:
+    if callable(registrars):
+        return dict.fromkeys(handshake.protocol_versions, registrars)
+    versions = dict(registrars)
+    if not versions or not all(isinstance(v, int) and v > 0 for v in versions):
+        raise ValueError("versioned registrars need positive int protocol versions as keys")
+    if not all(callable(r) for r in versions.values()):
+        raise TypeError("every versioned registrar must be callable(server)")
+    return versions
+

@@ -1,0 +1,172 @@
+"""AutoMTLS certificates and grpcio credentials (protocol.md §3).
+
+Certificates follow go-plugin's profile (mtls.go) but with ECDSA P-256:
+PyPI grpcio's BoringSSL cannot handshake with P-521 keys. ``cryptography`` is
+imported here only, and this module only when TLS is on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import secrets
+from dataclasses import dataclass, field
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from ._constants import ENV_CLIENT_CERT, TLS_SERVER_NAME
+from ._errors import TLSError
+from ._handshake import decode_cert_field, encode_cert_field
+
+# Short-lived on purpose: a new certificate is made for every process start.
+CERT_VALIDITY = datetime.timedelta(days=1)
+CLOCK_SKEW = datetime.timedelta(seconds=30)
+# Curves grpcio (BoringSSL) signs and verifies with in TLS 1.3.
+NATIVE_CURVES = ("secp256r1", "secp384r1")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A certificate and its private key, PEM-encoded; the key never leaves the process."""
+
+    cert_pem: bytes
+    key_pem: bytes = field(repr=False)
+
+    @property
+    def cert_der(self) -> bytes:
+        return x509.load_pem_x509_certificate(self.cert_pem).public_bytes(
+            serialization.Encoding.DER
+        )
+
+
+def generate_identity() -> Identity:
+    """A fresh self-signed P-256 certificate for ``localhost`` (and 127.0.0.1)."""
+    import ipaddress
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([
+        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HashiCorp"),
+        x509.NameAttribute(NameOID.COMMON_NAME, TLS_SERVER_NAME),
+    ])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(secrets.randbits(127) | 1)
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + CERT_VALIDITY)
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName(TLS_SERVER_NAME),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+        ]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(x509.KeyUsage(
+            digital_signature=True, content_commitment=False, key_encipherment=True,
+            data_encipherment=False, key_agreement=True, key_cert_sign=True,
+            crl_sign=False, encipher_only=False, decipher_only=False,
+        ), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([
+            ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH,
+        ]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Identity(
+        cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+        key_pem=key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        ),
+    )
+
+
+def load_peer_certificate(pem: bytes | str, *, source: str) -> x509.Certificate:
+    """Parse and check a peer certificate; a clear TLSError names what is wrong."""
+    data = pem.encode("ascii", "replace") if isinstance(pem, str) else pem
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+    except ValueError as exc:
+        raise TLSError(
+            f"{source} is not a valid PEM certificate: {exc}",
+            hint="it must be one '-----BEGIN CERTIFICATE-----' block",
+        ) from None
+    _check_validity(cert, source)
+    return cert
+
+
+def peer_certificate_from_field(cert_field: str) -> x509.Certificate:
+    """The plugin's certificate from handshake field 6 (RawStd base64 DER)."""
+    der = decode_cert_field(cert_field)
+    try:
+        cert = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise TLSError(
+            f"error parsing server cert: {exc}",
+            hint="field 6 must be the base64 DER of one X.509 certificate",
+        ) from None
+    _check_validity(cert, "the plugin's certificate")
+    return cert
+
+
+def _check_validity(cert: x509.Certificate, source: str) -> None:
+    now = datetime.datetime.now(datetime.UTC)
+    if not cert.not_valid_before_utc - CLOCK_SKEW <= now <= cert.not_valid_after_utc:
+        raise TLSError(
+            f"{source} is not valid now (valid {cert.not_valid_before_utc:%Y-%m-%d %H:%M} "
+            f"to {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC)",
+            hint="check the system clock, or generate a fresh certificate",
+        )
+
+
+def curve_name(cert: x509.Certificate) -> str | None:
+    key = cert.public_key()
+    return key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else None
+
+
+def needs_bridge(cert: x509.Certificate) -> bool:
+    """True when grpcio's BoringSSL cannot do TLS with this peer (P-521, as Go's AutoMTLS)."""
+    name = curve_name(cert)
+    return name is not None and name not in NATIVE_CURVES
+
+
+def pem_of(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def plugin_server_credentials(
+    client_cert_pem: str, identity: Identity | None = None
+) -> tuple[grpc.ServerCredentials, str]:
+    """Plugin side: credentials that require the host's certificate, and field 6."""
+    host_cert = load_peer_certificate(client_cert_pem, source=ENV_CLIENT_CERT)
+    if needs_bridge(host_cert):
+        raise TLSError(
+            f"the host certificate uses curve {curve_name(host_cert)}, which grpcio's "
+            "BoringSSL cannot verify",
+            hint="Go go-plugin hosts use P-521; serve this plugin without AutoMTLS "
+            "for such hosts",
+        )
+    identity = identity or generate_identity()
+    credentials = grpc.ssl_server_credentials(
+        [(identity.key_pem, identity.cert_pem)],
+        root_certificates=pem_of(host_cert),
+        require_client_auth=True,
+    )
+    return credentials, encode_cert_field(identity.cert_der)
+
+
+def host_channel_credentials(
+    plugin_cert: x509.Certificate, identity: Identity
+) -> grpc.ChannelCredentials:
+    """Host side: trust exactly the plugin's certificate and present our own."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=pem_of(plugin_cert),
+        private_key=identity.key_pem,
+        certificate_chain=identity.cert_pem,
+    )

@@ -1,0 +1,1 @@
+"""Runnable example plugins and hosts (echo, kv) used by the demo, the docs and the tests."""

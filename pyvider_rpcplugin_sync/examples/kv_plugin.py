@@ -1,0 +1,49 @@
+"""go-plugin's KV example as a Python plugin.
+
+Loadable by go-plugin's own KV example host::
+
+    KV_PLUGIN="python3 -m pyvider_rpcplugin_sync.examples.kv_plugin" ./kv put hello world
+"""
+
+from __future__ import annotations
+
+import threading
+
+import grpc
+
+from pyvider_rpcplugin_sync import HandshakeConfig, run_plugin
+from pyvider_rpcplugin_sync._protos import kv_pb2, kv_pb2_grpc
+
+# go-plugin's examples/grpc handshake.
+KV_HANDSHAKE = HandshakeConfig(
+    magic_cookie_key="BASIC_PLUGIN", magic_cookie_value="hello", protocol_versions=(1,)
+)
+
+
+class KVStore(kv_pb2_grpc.KVServicer):
+    """An in-memory key/value store, safe for the server's worker threads."""
+
+    def __init__(self) -> None:
+        self._values: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def Put(self, request: kv_pb2.PutRequest, context: grpc.ServicerContext) -> kv_pb2.Empty:
+        with self._lock:
+            self._values[request.key] = request.value
+        return kv_pb2.Empty()
+
+    def Get(self, request: kv_pb2.GetRequest, context: grpc.ServicerContext
+            ) -> kv_pb2.GetResponse:
+        with self._lock:
+            value = self._values.get(request.key)
+        if value is None:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"no value for key {request.key!r}")
+        return kv_pb2.GetResponse(value=value)
+
+
+def register(server: grpc.Server) -> None:
+    kv_pb2_grpc.add_KVServicer_to_server(KVStore(), server)
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_plugin(register, handshake=KV_HANDSHAKE))
