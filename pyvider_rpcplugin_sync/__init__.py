@@ -18,13 +18,11 @@ from ._server import PluginServer
 __all__ = [
     # configuration
     "HandshakeConfig",
-    # plugin side
-    "PluginServer",
-    "run_plugin",
-    "serve",
     # errors
     "HandshakeError",
     "PluginClosed",
+    # plugin side
+    "PluginServer",
     "PluginStartError",
     "ProtocolVersionError",
     "RPCPluginError",
@@ -32,4 +30,6 @@ __all__ = [
     "StartTimeout",
     "TLSError",
     "TransportError",
+    "run_plugin",
+    "serve",
 ]

@@ -81,6 +81,9 @@ DEFAULT_MAX_WORKERS: Final = 16
 SHUTDOWN_REPLY_DELAY: Final = 0.05
 # How long in-flight RPCs get to finish when the plugin stops.
 DEFAULT_STOP_GRACE: Final = 0.5
+# After the server stopped, how long idle worker threads get to end before a
+# plugin process exits past handlers that are still running.
+WORKER_EXIT_WAIT: Final = 0.2
 # How often the plugin checks that its parent (the host) is still alive.
 PARENT_WATCH_INTERVAL: Final = 0.5
 # go-plugin reads stdio in 1 KiB chunks; we forward up to this much at once.

@@ -7,6 +7,7 @@ fractional digits. The host side parses these lines back with ``parse_line``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -14,8 +15,13 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
-LEVEL_NAMES = {"trace": 5, "debug": logging.DEBUG, "info": logging.INFO,
-               "warn": logging.WARNING, "error": logging.ERROR}
+LEVEL_NAMES = {
+    "trace": 5,
+    "debug": logging.DEBUG,
+    "info": logging.INFO,
+    "warn": logging.WARNING,
+    "error": logging.ERROR,
+}
 
 # LogRecord attributes that are not user-supplied ``extra`` fields.
 _RECORD_ATTRS = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -81,8 +87,9 @@ class HclogHandler(logging.Handler):
 
     def __init__(self, fd: int = 2, level: int = logging.NOTSET) -> None:
         super().__init__(level)
-        self._stream: TextIO = os.fdopen(os.dup(fd), "w", encoding="utf-8",
-                                         errors="backslashreplace", buffering=1)
+        self._stream: TextIO = os.fdopen(
+            os.dup(fd), "w", encoding="utf-8", errors="backslashreplace", buffering=1
+        )
         self._write_lock = threading.Lock()
         self.setFormatter(HclogFormatter())
 
@@ -97,11 +104,8 @@ class HclogHandler(logging.Handler):
             self.handleError(record)
 
     def close(self) -> None:
-        with self._write_lock:
-            try:
-                self._stream.close()
-            except OSError:
-                pass
+        with self._write_lock, contextlib.suppress(OSError):
+            self._stream.close()
         super().close()
 
 

@@ -75,22 +75,26 @@ def socket_path(directory: str) -> str:
     return path
 
 
-def bind(server: grpc.Server, transport: str, environ: Mapping[str, str],
-         credentials: grpc.ServerCredentials | None = None) -> Listener:
+def bind(
+    server: grpc.Server,
+    transport: str,
+    environ: Mapping[str, str],
+    credentials: grpc.ServerCredentials | None = None,
+) -> Listener:
     if transport == NETWORK_TCP:
         return _bind_tcp(server, environ, credentials)
     return _bind_unix(server, environ, credentials)
 
 
-def _add_port(server: grpc.Server, target: str,
-              credentials: grpc.ServerCredentials | None) -> int:
+def _add_port(server: grpc.Server, target: str, credentials: grpc.ServerCredentials | None) -> int:
     if credentials is None:
         return int(server.add_insecure_port(target))
     return int(server.add_secure_port(target, credentials))
 
 
-def _bind_unix(server: grpc.Server, environ: Mapping[str, str],
-               credentials: grpc.ServerCredentials | None) -> Listener:
+def _bind_unix(
+    server: grpc.Server, environ: Mapping[str, str], credentials: grpc.ServerCredentials | None
+) -> Listener:
     given_dir = environ.get(ENV_UNIX_SOCKET_DIR)
     owned_dir = None
     if given_dir:
@@ -135,8 +139,9 @@ def _share_with_group(path: str, group: str) -> None:
         ) from None
 
 
-def _bind_tcp(server: grpc.Server, environ: Mapping[str, str],
-              credentials: grpc.ServerCredentials | None) -> Listener:
+def _bind_tcp(
+    server: grpc.Server, environ: Mapping[str, str], credentials: grpc.ServerCredentials | None
+) -> Listener:
     low, high = port_range(environ)
     if low == 0:
         port = _add_port(server, f"{LOOPBACK_HOST}:0", credentials)
@@ -167,4 +172,3 @@ def _port_free(port: int) -> bool:
         except OSError:
             return False
     return True
-

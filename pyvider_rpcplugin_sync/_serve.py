@@ -13,15 +13,16 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Any
 
-from ._constants import ENV_LOG_LEVEL, PARENT_WATCH_INTERVAL
+from ._constants import ENV_LOG_LEVEL, PARENT_WATCH_INTERVAL, WORKER_EXIT_WAIT
 from ._errors import RPCPluginError
-from ._hclog import HclogHandler, level_from_name
 from ._handshake import HandshakeConfig, format_handshake
-from ._server import PluginServer, Registrars
+from ._hclog import HclogHandler, level_from_name
+from ._server import WORKER_THREAD_PREFIX, PluginServer, Registrars
 from ._services.stdio import StdioCapture
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.server")
@@ -76,7 +77,30 @@ def run_plugin(registrars: Registrars, **options: Any) -> int:
     except RPCPluginError as exc:
         print(exc, file=sys.stderr, flush=True)
         return 1
+    _exit_past_stuck_handlers()
     return 0
+
+
+def _exit_past_stuck_handlers() -> None:
+    """Exit now if app handlers outlived the stop grace period.
+
+    concurrent.futures joins its worker threads at interpreter exit, so a
+    handler stuck in a long call would keep the process alive; the host
+    expects the plugin gone promptly after Shutdown.
+    """
+    deadline = time.monotonic() + WORKER_EXIT_WAIT
+    lingering = []
+    for thread in threading.enumerate():
+        if thread.name.startswith(WORKER_THREAD_PREFIX):
+            thread.join(max(0.0, deadline - time.monotonic()))
+            if thread.is_alive():
+                lingering.append(thread)
+    if lingering:
+        logger.debug("exiting past %d handler thread(s) still running", len(lingering))
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+        os._exit(0)
 
 
 def _write_handshake(text: str) -> None:

@@ -42,6 +42,8 @@ from ._services.stdio import StdioQueue, stdio_handler
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.server")
 
+WORKER_THREAD_PREFIX = "plugin-rpc"
+
 Registrar = Callable[[grpc.Server], None]
 Registrars = Registrar | Mapping[int, Registrar]
 
@@ -109,6 +111,7 @@ class PluginServer:
         self._interceptors = tuple(interceptors)
         self._options = tuple(options)
         self._server: grpc.Server | None = None
+        self._executor: futures.ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
@@ -157,11 +160,12 @@ class PluginServer:
                     "plugin runs with TLS disabled",
                     hint="enable TLS in the plugin (tls=True) or turn AutoMTLS off in the host",
                 )
+            self._executor = futures.ThreadPoolExecutor(
+                max_workers=self._max_workers + RESERVED_STREAM_WORKERS,
+                thread_name_prefix=WORKER_THREAD_PREFIX,
+            )
             server = grpc.server(
-                futures.ThreadPoolExecutor(
-                    max_workers=self._max_workers + RESERVED_STREAM_WORKERS,
-                    thread_name_prefix="plugin-rpc",
-                ),
+                self._executor,
                 interceptors=self._interceptors,
                 options=self._options,
             )
@@ -189,26 +193,37 @@ class PluginServer:
                 # Field 7 only for hosts that asked; we never multiplex.
                 multiplex=False if self._environ.get(ENV_MULTIPLEX_GRPC) else None,
             )
-            logger.debug("plugin address", extra={"address": listener.address,
-                                                   "network": listener.network})
+            logger.debug(
+                "plugin address", extra={"address": listener.address, "network": listener.network}
+            )
             return self.handshake_line
 
     def _register(self, server: grpc.Server, version: int) -> None:
         add_health_service(server)
-        server.add_generic_rpc_handlers((
-            controller_handler(self.request_stop),
-            stdio_handler(self.stdio),
-            broker_handler(self.broker),
-        ))
+        server.add_generic_rpc_handlers(
+            (
+                controller_handler(self.request_stop),
+                stdio_handler(self.stdio),
+                broker_handler(self.broker),
+            )
+        )
         recorder = _RecordingServer(server)
-        self._registrars[version](recorder)  # type: ignore[arg-type]
+        self._registrars[version](recorder)
         self.service_names = tuple(recorder.service_names)
         if self._reflection:
             from grpc_reflection.v1alpha import reflection
 
-            names = (*self.service_names, *sorted(INTERNAL_SERVICES - {
-                "grpc.reflection.v1alpha.ServerReflection",
-                "grpc.reflection.v1.ServerReflection"}), reflection.SERVICE_NAME)
+            names = (
+                *self.service_names,
+                *sorted(
+                    INTERNAL_SERVICES
+                    - {
+                        "grpc.reflection.v1alpha.ServerReflection",
+                        "grpc.reflection.v1.ServerReflection",
+                    }
+                ),
+                reflection.SERVICE_NAME,
+            )
             reflection.enable_server_reflection(names, server)
 
     # --- stop -----------------------------------------------------------------
@@ -238,6 +253,9 @@ class PluginServer:
             self.stdio.close()
             self.broker.close()
             server.stop(self._stop_grace if grace is None else grace).wait()
+        if self._executor is not None:
+            # Idle workers end now; grpc never shuts its executor down.
+            self._executor.shutdown(wait=False, cancel_futures=True)
         if listener is not None:
             listener.remove()
         self._stopped.set()
@@ -264,4 +282,3 @@ def _versioned(registrars: Registrars, handshake: HandshakeConfig) -> dict[int, 
     if not all(callable(r) for r in versions.values()):
         raise TypeError("every versioned registrar must be callable(server)")
     return versions
-

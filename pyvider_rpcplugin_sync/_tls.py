@@ -47,10 +47,12 @@ def generate_identity() -> Identity:
     import ipaddress
 
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([
-        x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HashiCorp"),
-        x509.NameAttribute(NameOID.COMMON_NAME, TLS_SERVER_NAME),
-    ])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HashiCorp"),
+            x509.NameAttribute(NameOID.COMMON_NAME, TLS_SERVER_NAME),
+        ]
+    )
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -60,21 +62,40 @@ def generate_identity() -> Identity:
         .serial_number(secrets.randbits(127) | 1)
         .not_valid_before(now - CLOCK_SKEW)
         .not_valid_after(now + CERT_VALIDITY)
-        .add_extension(x509.SubjectAlternativeName([
-            x509.DNSName(TLS_SERVER_NAME),
-            x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-        ]), critical=False)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName(TLS_SERVER_NAME),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(x509.KeyUsage(
-            digital_signature=True, content_commitment=False, key_encipherment=True,
-            data_encipherment=False, key_agreement=True, key_cert_sign=True,
-            crl_sign=False, encipher_only=False, decipher_only=False,
-        ), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([
-            ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH,
-        ]), critical=False)
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
-                       critical=False)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=True,
+                data_encipherment=False,
+                key_agreement=True,
+                key_cert_sign=True,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [
+                    ExtendedKeyUsageOID.CLIENT_AUTH,
+                    ExtendedKeyUsageOID.SERVER_AUTH,
+                ]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .sign(key, hashes.SHA256())
     )
     return Identity(
@@ -149,8 +170,7 @@ def plugin_server_credentials(
         raise TLSError(
             f"the host certificate uses curve {curve_name(host_cert)}, which grpcio's "
             "BoringSSL cannot verify",
-            hint="Go go-plugin hosts use P-521; serve this plugin without AutoMTLS "
-            "for such hosts",
+            hint="Go go-plugin hosts use P-521; serve this plugin without AutoMTLS for such hosts",
         )
     identity = identity or generate_identity()
     credentials = grpc.ssl_server_credentials(

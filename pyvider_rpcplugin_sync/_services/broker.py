@@ -73,8 +73,9 @@ class Broker:
         with self._arrived:
             self._arrived.notify_all()
 
-    def stream(self, requests: Iterator[ConnInfo], context: grpc.ServicerContext
-               ) -> Iterator[ConnInfo]:
+    def stream(
+        self, requests: Iterator[ConnInfo], context: grpc.ServicerContext
+    ) -> Iterator[ConnInfo]:
         reader = threading.Thread(
             target=self._read, args=(requests,), name="plugin-broker-read", daemon=True
         )

@@ -10,6 +10,7 @@ tracebacks must reach the host's logs) and a copy goes to the stream.
 from __future__ import annotations
 
 import collections
+import contextlib
 import io
 import logging
 import os
@@ -90,10 +91,8 @@ class _TeeWriter(io.TextIOBase):
         return len(text)
 
     def flush(self) -> None:
-        try:
+        with contextlib.suppress(OSError, ValueError):
             self._real.flush()
-        except (OSError, ValueError):
-            pass
 
     def writable(self) -> bool:
         return True
@@ -137,10 +136,8 @@ class StdioCapture:
     def restore(self) -> None:
         if self._saved_streams is None or self._saved_fd is None:
             return
-        try:
+        with contextlib.suppress(OSError, ValueError):
             sys.stdout.flush()
-        except (OSError, ValueError):
-            pass
         sys.stdout, sys.stderr = self._saved_streams
         # Pointing fd 1 back closes the pipe's last writer (unless a child
         # process inherited it), so the drain thread sees EOF and ends.

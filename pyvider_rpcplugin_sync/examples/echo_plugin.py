@@ -15,12 +15,14 @@ from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
 
 class EchoService(echo_pb2_grpc.EchoServicer):
-    def Echo(self, request: echo_pb2.EchoRequest, context: grpc.ServicerContext
-             ) -> echo_pb2.EchoResponse:
+    def Echo(
+        self, request: echo_pb2.EchoRequest, context: grpc.ServicerContext
+    ) -> echo_pb2.EchoResponse:
         return echo_pb2.EchoResponse(payload=request.payload)
 
-    def Stream(self, request: echo_pb2.StreamRequest, context: grpc.ServicerContext
-               ) -> Iterator[echo_pb2.EchoResponse]:
+    def Stream(
+        self, request: echo_pb2.StreamRequest, context: grpc.ServicerContext
+    ) -> Iterator[echo_pb2.EchoResponse]:
         reply = echo_pb2.EchoResponse(payload=request.payload)
         for _ in range(request.count):
             yield reply

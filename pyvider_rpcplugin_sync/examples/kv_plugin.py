@@ -32,8 +32,7 @@ class KVStore(kv_pb2_grpc.KVServicer):
             self._values[request.key] = request.value
         return kv_pb2.Empty()
 
-    def Get(self, request: kv_pb2.GetRequest, context: grpc.ServicerContext
-            ) -> kv_pb2.GetResponse:
+    def Get(self, request: kv_pb2.GetRequest, context: grpc.ServicerContext) -> kv_pb2.GetResponse:
         with self._lock:
             value = self._values.get(request.key)
         if value is None:
