@@ -3,11 +3,17 @@
 Loadable by go-plugin's own KV example host::
 
     KV_PLUGIN="python3 -m pyvider_rpcplugin_sync.examples.kv_plugin" ./kv put hello world
+
+Values live in memory, or, when ``KV_STORE_DIR`` is set, in files ``kv_<key>``
+in that directory (as go-plugin's example plugins keep them), so that values
+survive from one host run to the next.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import grpc
 

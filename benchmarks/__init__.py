@@ -1,0 +1,1 @@
+"""Benchmarks: each compares the library against raw grpcio in the same run (ratios)."""
