@@ -8,9 +8,9 @@ does); what this side announces is queued and streamed out.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
-import queue
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +24,6 @@ logger = logging.getLogger(__name__)
 
 # go-plugin's Dial wait and the lifetime of unclaimed connection info.
 BROKER_TIMEOUT = 5.0
-_POLL = 0.25
 
 
 class Broker:
@@ -32,8 +31,9 @@ class Broker:
 
     def __init__(self) -> None:
         self._ids = itertools.count(1)
-        self._outgoing: queue.Queue[ConnInfo] = queue.Queue()
+        self._outgoing: collections.deque[ConnInfo] = collections.deque()
         self._parked: dict[int, tuple[ConnInfo, float]] = {}
+        # One condition for both directions: announcements, arrivals, close.
         self._arrived = threading.Condition()
         self._closed = threading.Event()
 
@@ -42,7 +42,9 @@ class Broker:
 
     def announce(self, info: ConnInfo) -> None:
         """Queue connection info for the peer (go-plugin's Accept side)."""
-        self._outgoing.put(info)
+        with self._arrived:
+            self._outgoing.append(info)
+            self._arrived.notify_all()
 
     def wait_for(self, service_id: int, timeout: float = BROKER_TIMEOUT) -> ConnInfo:
         """The peer's connection info for ``service_id`` (go-plugin's Dial side)."""
@@ -70,6 +72,9 @@ class Broker:
 
     def close(self) -> None:
         self._closed.set()
+        self._wake()
+
+    def _wake(self) -> None:
         with self._arrived:
             self._arrived.notify_all()
 
@@ -80,11 +85,16 @@ class Broker:
             target=self._read, args=(requests,), name="plugin-broker-read", daemon=True
         )
         reader.start()
-        while context.is_active() and not self._closed.is_set():
-            try:
-                yield self._outgoing.get(timeout=_POLL)
-            except queue.Empty:
-                continue
+        context.add_callback(self._wake)
+        while True:
+            with self._arrived:
+                self._arrived.wait_for(
+                    lambda: self._outgoing or self._closed.is_set() or not context.is_active()
+                )
+                if self._closed.is_set() or not context.is_active():
+                    return
+                info = self._outgoing.popleft()
+            yield info
 
     def _read(self, requests: Iterator[ConnInfo]) -> None:
         try:
