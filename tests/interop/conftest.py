@@ -1,0 +1,40 @@
+"""Fixtures for interop tests against real Go go-plugin 1.0.1 programs.
+
+``go_bins`` builds ``tests/interop/go`` (kvhost, kvplugin) once per session. Without Go
+the tests skip with the reason; with ``PYVIDER_REQUIRE_INTEROP=1`` (``make interop``,
+CI) they fail instead. A build error always fails.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:  # also under --import-mode=importlib
+    sys.path.insert(0, _HERE)
+
+from gobuild import GoBuildError, build_go_binaries, go_available  # noqa: E402
+
+REQUIRE_ENV = "PYVIDER_REQUIRE_INTEROP"
+
+
+def interop_required() -> bool:
+    return os.environ.get(REQUIRE_ENV, "") not in ("", "0")
+
+
+@pytest.fixture(scope="session")
+def go_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """``{"kvhost": Path, "kvplugin": Path}``, built once per test session."""
+    reason = go_available()
+    if reason is not None:
+        if interop_required():
+            pytest.fail(f"{REQUIRE_ENV}=1 but Go interop is unavailable: {reason}")
+        pytest.skip(reason)
+    try:
+        return build_go_binaries(tmp_path_factory.mktemp("gobin"))
+    except GoBuildError as exc:
+        pytest.fail(f"building the Go interop programs failed: {exc}")
