@@ -111,3 +111,19 @@ UNLIMITED_MESSAGE_OPTIONS: Final = (
     ("grpc.max_receive_message_length", -1),
 )
 TLS_SERVER_NAME: Final = "localhost"
+# The host reads the handshake line up to this length (go-plugin's bufio limit).
+HANDSHAKE_LINE_LIMIT: Final = 64 * 1024
+# After the plugin exits (or closes its pipes), how long its output may take to reach EOF.
+PIPE_EOF_GRACE: Final = 0.5
+# A reattached plugin is not our child: its pid is probed this often (go-plugin: 1 s).
+REATTACH_POLL_INTERVAL: Final = 1.0
+
+# --- rate limiting (names shared with pyvider-rpcplugin) ---------------------------
+
+ENV_RATE_LIMIT_ENABLED: Final = "PLUGIN_RATE_LIMIT_ENABLED"
+ENV_RATE_LIMIT_REQUESTS_PER_SECOND: Final = "PLUGIN_RATE_LIMIT_REQUESTS_PER_SECOND"
+ENV_RATE_LIMIT_BURST_CAPACITY: Final = "PLUGIN_RATE_LIMIT_BURST_CAPACITY"
+DEFAULT_RATE_LIMIT_REQUESTS_PER_SECOND: Final = 100.0
+# Denials are logged at most this often (seconds), each line with a count.
+DENIAL_LOG_INTERVAL: Final = 1.0
+RATE_LIMIT_MODES: Final = ("wait", "fail")

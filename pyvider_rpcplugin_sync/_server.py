@@ -25,7 +25,7 @@ from ._constants import (
     RESERVED_STREAM_WORKERS,
     SHUTDOWN_REPLY_DELAY,
 )
-from ._errors import HandshakeError, ProtocolVersionError
+from ._errors import HandshakeError, ProtocolVersionError, RPCPluginError
 from ._handshake import (
     NOT_A_HOST_MESSAGE,
     HandshakeConfig,
@@ -35,6 +35,7 @@ from ._handshake import (
     parse_protocol_versions,
 )
 from ._listener import Listener, bind, choose_transport
+from ._ratelimit import TokenBucket, bucket_from_env
 from ._services.broker import Broker, broker_handler
 from ._services.controller import controller_handler
 from ._services.health import add_health_service
@@ -94,6 +95,8 @@ class PluginServer:
         stop_grace: float = DEFAULT_STOP_GRACE,
         tls: bool = True,
         reflection: bool = True,
+        rate_limit: TokenBucket | None = None,
+        rate_limit_per_method: Mapping[str, TokenBucket] | None = None,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
     ) -> None:
@@ -108,7 +111,10 @@ class PluginServer:
         self._stop_grace = stop_grace
         self._tls = tls
         self._reflection = reflection
-        self._interceptors = tuple(interceptors)
+        self._interceptors = (
+            *_rate_limit_interceptors(rate_limit, rate_limit_per_method, self._environ),
+            *interceptors,
+        )
         self._options = tuple(options)
         self._server: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
@@ -271,6 +277,27 @@ class PluginServer:
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+def _rate_limit_interceptors(
+    bucket: TokenBucket | None,
+    per_method: Mapping[str, TokenBucket] | None,
+    environ: Mapping[str, str],
+) -> tuple[grpc.ServerInterceptor, ...]:
+    """The limiter, only when a limit is set: no interceptor on an unlimited server."""
+    if bucket is None and not per_method:
+        try:
+            bucket = bucket_from_env(environ)
+        except ValueError as exc:
+            raise RPCPluginError(
+                f"invalid rate limit configuration: {exc}",
+                hint="PLUGIN_RATE_LIMIT_* must be positive numbers (and ENABLED true or false)",
+            ) from None
+    if bucket is None and not per_method:
+        return ()
+    from ._ratelimit_grpc import RateLimitServerInterceptor
+
+    return (RateLimitServerInterceptor(bucket, per_method=per_method),)
 
 
 def _versioned(registrars: Registrars, handshake: HandshakeConfig) -> dict[int, Registrar]:
