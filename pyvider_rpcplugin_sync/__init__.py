@@ -12,6 +12,7 @@ from ._errors import (
     TransportError,
 )
 from ._handshake import HandshakeConfig
+from ._ratelimit import TokenBucket
 from ._serve import run_plugin, serve
 from ._server import PluginServer
 
