@@ -1,4 +1,14 @@
-"""Sync, thread-based hosts and plugins for HashiCorp go-plugin's gRPC protocol."""
+"""Sync, thread-based hosts and plugins for HashiCorp go-plugin's gRPC protocol.
+
+Names are loaded on first use, so ``import pyvider_rpcplugin_sync`` stays
+cheap (the budget is ``import grpc`` plus 10 ms) for programs that only touch
+part of the API.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from ._errors import (
     HandshakeError,
@@ -11,19 +21,33 @@ from ._errors import (
     TLSError,
     TransportError,
 )
-from ._handshake import HandshakeConfig
-from ._ratelimit import TokenBucket
-from ._serve import run_plugin, serve
-from ._server import PluginServer
+
+if TYPE_CHECKING:
+    from ._handshake import HandshakeConfig
+    from ._ratelimit import TokenBucket
+    from ._serve import run_plugin, serve
+    from ._server import PluginServer
+
+_LAZY = {
+    "HandshakeConfig": "._handshake",
+    "PluginServer": "._server",
+    "TokenBucket": "._ratelimit",
+    "run_plugin": "._serve",
+    "serve": "._serve",
+}
 
 __all__ = [
     # configuration
     "HandshakeConfig",
+    # plugin side
+    "PluginServer",
+    "run_plugin",
+    "serve",
+    # rate limiting
+    "TokenBucket",
     # errors
     "HandshakeError",
     "PluginClosed",
-    # plugin side
-    "PluginServer",
     "PluginStartError",
     "ProtocolVersionError",
     "RPCPluginError",
@@ -31,6 +55,17 @@ __all__ = [
     "StartTimeout",
     "TLSError",
     "TransportError",
-    "run_plugin",
-    "serve",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
