@@ -24,13 +24,17 @@ from ._errors import (
 
 if TYPE_CHECKING:
     from ._handshake import HandshakeConfig
+    from ._process import PluginProcess
     from ._ratelimit import TokenBucket
+    from ._reattach import ReattachConfig
     from ._serve import run_plugin, serve
     from ._server import PluginServer
 
 _LAZY = {
     "HandshakeConfig": "._handshake",
+    "PluginProcess": "._process",
     "PluginServer": "._server",
+    "ReattachConfig": "._reattach",
     "TokenBucket": "._ratelimit",
     "run_plugin": "._serve",
     "serve": "._serve",
@@ -39,6 +43,9 @@ _LAZY = {
 __all__ = [
     # configuration
     "HandshakeConfig",
+    # host side
+    "PluginProcess",
+    "ReattachConfig",
     # plugin side
     "PluginServer",
     "run_plugin",

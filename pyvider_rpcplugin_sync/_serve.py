@@ -49,13 +49,34 @@ def serve(
     common version, socket problems); :func:`run_plugin` turns those into
     exit codes.
     """
+    _serve(
+        registrars,
+        handshake=handshake,
+        log_level=log_level,
+        host_loggers=host_loggers,
+        redirect_stdio=redirect_stdio,
+        exiting_after=False,
+        server_options=server_options,
+    )
+
+
+def _serve(
+    registrars: Registrars,
+    *,
+    handshake: HandshakeConfig | None,
+    log_level: str | int | None,
+    host_loggers: Sequence[str],
+    redirect_stdio: bool,
+    exiting_after: bool,
+    server_options: dict[str, Any],
+) -> None:
     server = PluginServer(registrars, handshake=handshake, **server_options)
     with _host_logging(host_loggers, log_level):
         # A stray print() in a registrar must not land before the handshake.
         with contextlib.redirect_stdout(sys.stderr):
             line = server.start()
         try:
-            with _signals(server), _parent_watch(server):
+            with _signals(server, exiting_after), _parent_watch(server):
                 _write_handshake(format_handshake(line))
                 capture = StdioCapture(server.stdio) if redirect_stdio else None
                 if capture is not None:
@@ -70,10 +91,26 @@ def serve(
         logger.debug("plugin stopped")
 
 
-def run_plugin(registrars: Registrars, **options: Any) -> int:
+def run_plugin(
+    registrars: Registrars,
+    *,
+    handshake: HandshakeConfig | None = None,
+    log_level: str | int | None = None,
+    host_loggers: Sequence[str] = DEFAULT_HOST_LOGGERS,
+    redirect_stdio: bool = True,
+    **server_options: Any,
+) -> int:
     """:func:`serve` as a program: the exit code, errors as one clear message on stderr."""
     try:
-        serve(registrars, **options)
+        _serve(
+            registrars,
+            handshake=handshake,
+            log_level=log_level,
+            host_loggers=host_loggers,
+            redirect_stdio=redirect_stdio,
+            exiting_after=True,
+            server_options=server_options,
+        )
     except RPCPluginError as exc:
         print(exc, file=sys.stderr, flush=True)
         return 1
@@ -138,8 +175,13 @@ def _host_logging(names: Sequence[str], level: str | int | None) -> Iterator[Non
 
 
 @contextlib.contextmanager
-def _signals(server: PluginServer) -> Iterator[None]:
-    """Ignore SIGINT (Ctrl-C belongs to the host), stop on SIGTERM."""
+def _signals(server: PluginServer, exiting_after: bool) -> Iterator[None]:
+    """Ignore SIGINT (Ctrl-C belongs to the host), stop on SIGTERM.
+
+    When the process exits right after serving, SIGTERM stays ignored: a host
+    that follows its Shutdown call with SIGTERM (pyvider-rpcplugin does, after
+    50 ms) must not turn a clean exit into death by signal.
+    """
     if threading.current_thread() is not threading.main_thread():
         logger.debug("serve() not on the main thread: signal handling left to the caller")
         yield
@@ -154,7 +196,7 @@ def _signals(server: PluginServer) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, old_int)
-        signal.signal(signal.SIGTERM, old_term)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN if exiting_after else old_term)
 
 
 @contextlib.contextmanager

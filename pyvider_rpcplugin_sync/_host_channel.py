@@ -1,0 +1,199 @@
+"""The host's connection to a plugin: credentials, dialing, health, Shutdown, rate limit,
+and :class:`HostResources`, everything to release when the plugin goes.
+
+Plain functions over a ``grpc.Channel`` that ``PluginProcess`` composes
+(protocol.md §3.5 host recipe, §4.4, §4.6). Internal services are called
+through the raw channel, never through the rate limiter.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from ._constants import (
+    CONTROLLER_SERVICE,
+    DEFAULT_CONTROLLER_TIMEOUT,
+    HEALTH_SERVICE,
+    HEALTH_SERVICE_NAME,
+    NETWORK_UNIX,
+    READER_JOIN_TIMEOUT,
+    TLS_SERVER_NAME,
+    UNLIMITED_MESSAGE_OPTIONS,
+)
+from ._errors import RPCPluginError, TLSError, TransportError
+from ._handshake import HandshakeLine
+from ._host_stdio import BrokerStream, StdioStream
+from ._protos.goplugin_pb2 import Empty
+from ._runner import Child, PidWatch
+
+if TYPE_CHECKING:
+    from ._ratelimit import TokenBucket
+    from ._tls import Identity
+
+logger = logging.getLogger("pyvider_rpcplugin_sync.host")
+
+# Go plugins stop hard inside Shutdown: the host then sees UNAVAILABLE or CANCELLED.
+_SHUTDOWN_OK = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+_TLS_WORDS = ("ssl", "handshake", "tsi_", "certificate")
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+class HostResources:
+    """Everything a host holds for one plugin.
+
+    :meth:`release` is idempotent and needs no PluginProcess, so
+    ``weakref.finalize`` can run it for a PluginProcess nobody closed.
+    """
+
+    def __init__(self) -> None:
+        self.child: Child | None = None
+        self.watch: PidWatch | None = None
+        self.channel: grpc.Channel | None = None
+        self.broker: BrokerStream | None = None
+        self.stdio: StdioStream | None = None
+        self.socket_dir: str | None = None
+
+    def release(self) -> None:
+        if self.broker is not None:
+            self.broker.close()
+            self.broker = None
+        if self.child is not None:
+            self.child.kill_now()  # a no-op once reaped
+        if self.stdio is not None:
+            self.stdio.close(READER_JOIN_TIMEOUT)
+            self.stdio = None
+        if self.watch is not None:
+            self.watch.close(READER_JOIN_TIMEOUT)
+            self.watch = None
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
+            self.socket_dir = None
+
+
+def target_of(network: str, address: str) -> str:
+    return f"unix:{address}" if network == NETWORK_UNIX else address
+
+
+def credentials_for(
+    line: HandshakeLine, identity: Identity | None
+) -> grpc.ChannelCredentials | None:
+    """Channel credentials for AutoMTLS (``identity`` given), or None for plaintext."""
+    if identity is None:
+        if line.server_cert:
+            raise TLSError(
+                "the plugin sent a certificate although AutoMTLS was not requested",
+                hint="use tls=True for this plugin",
+            )
+        return None
+    if not line.server_cert:
+        raise TLSError(
+            "the plugin ignored AutoMTLS: its handshake line has no certificate (field 6)",
+            hint="the plugin must support go-plugin AutoMTLS (PLUGIN_CLIENT_CERT), "
+            "or use tls=False",
+        )
+    from ._tls import curve_name, host_channel_credentials, needs_bridge
+    from ._tls import peer_certificate_from_field as peer_certificate
+
+    cert = peer_certificate(line.server_cert)
+    if needs_bridge(cert):
+        raise TLSError(
+            f"the plugin's certificate uses curve {curve_name(cert)} (Go go-plugin's AutoMTLS "
+            "uses P-521), which grpcio cannot handshake with; P-521 peers are not supported yet",
+            hint="use tls=False for this plugin",
+        )
+    return host_channel_credentials(cert, identity)
+
+
+def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
+    """A channel with unlimited message sizes, like go-plugin's host; non-blocking."""
+    if credentials is None:
+        return grpc.insecure_channel(target, options=UNLIMITED_MESSAGE_OPTIONS)
+    options = (*UNLIMITED_MESSAGE_OPTIONS, ("grpc.ssl_target_name_override", TLS_SERVER_NAME))
+    return grpc.secure_channel(target, credentials, options=options)
+
+
+def health_check(channel: grpc.Channel, timeout: float) -> Any:
+    """``grpc.health.v1.Health/Check`` of service "plugin"; raises ``grpc.RpcError``."""
+    check = channel.unary_unary(
+        f"/{HEALTH_SERVICE}/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    # wait_for_ready=False: a refused connection or a failed TLS handshake fails at
+    # once, with grpc's reason, instead of waiting out the timeout.
+    request = health_pb2.HealthCheckRequest(service=HEALTH_SERVICE_NAME)
+    return check(request, timeout=timeout, wait_for_ready=False)
+
+
+def wait_connected(channel: grpc.Channel, timeout: float, target: str, tls: bool) -> None:
+    """Dial now so that a failure surfaces at start; a plugin without health still counts."""
+    try:
+        health_check(channel, timeout)
+    except grpc.RpcError as exc:
+        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
+            raise connect_failure(exc, target, tls) from None
+
+
+def connect_failure(exc: grpc.RpcError, target: str, tls: bool) -> RPCPluginError:
+    details = f"{exc.code().name}: {exc.details()}"
+    if tls and any(word in details.lower() for word in _TLS_WORDS):
+        return TLSError(
+            f"TLS handshake with the plugin at {target} failed: {details}",
+            hint="the plugin must trust PLUGIN_CLIENT_CERT and present the "
+            "certificate of its handshake line",
+        )
+    if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return TransportError(
+            f"the plugin at {target} did not answer in time: {details}",
+            hint="raise connect_timeout, or check that the plugin is not stuck",
+        )
+    return TransportError(
+        f"could not connect to the plugin at {target}: {details}",
+        hint="is the plugin listening on the address it printed?",
+    )
+
+
+def check_serving(response: Any) -> bool:
+    if response.status != SERVING:
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        raise RPCPluginError(
+            f"the plugin reports health status {status}",
+            hint="the plugin is up but says it cannot serve",
+        )
+    return True
+
+
+def request_shutdown(channel: grpc.Channel, name: str) -> bool:
+    """``plugin.GRPCController/Shutdown``; True when the plugin accepted it."""
+    shutdown = channel.unary_unary(
+        f"/{CONTROLLER_SERVICE}/Shutdown",
+        request_serializer=Empty.SerializeToString,
+        response_deserializer=Empty.FromString,
+    )
+    try:
+        shutdown(Empty(), timeout=DEFAULT_CONTROLLER_TIMEOUT)
+    except grpc.RpcError as exc:
+        if exc.code() in _SHUTDOWN_OK:
+            return True
+        logger.debug("Shutdown of plugin %s failed: %s", name, exc)
+        return False
+    return True
+
+
+def rate_limit_interceptor(bucket: TokenBucket | None, mode: str) -> Any:
+    """The client interceptor for ``rate_limit=``, or None (nothing on the call path)."""
+    if mode not in ("wait", "fail"):
+        raise ValueError(f"rate_limit_mode must be 'wait' or 'fail', not {mode!r}")
+    if bucket is None:
+        return None
+    from ._ratelimit_grpc import RateLimitClientInterceptor
+
+    return RateLimitClientInterceptor(bucket, mode)

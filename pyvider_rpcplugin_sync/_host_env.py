@@ -1,0 +1,115 @@
+"""What the host prepares before it spawns a plugin: argv, checksum, socket dir, environment.
+
+No subprocess here (``_runner`` spawns); small functions with unit tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import shlex
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+
+from ._constants import (
+    ENV_MULTIPLEX_GRPC,
+    ENV_TRANSPORT,
+    ENV_UNIX_SOCKET_DIR,
+    MAX_UNIX_SOCKET_PATH,
+    NETWORK_TCP,
+    SOCKET_DIR_PREFIX,
+    SOCKET_FILE_PREFIX,
+)
+from ._errors import PluginStartError, TransportError
+from ._handshake import HandshakeConfig, host_environment
+
+
+def command_argv(cmd: str | Sequence[str]) -> list[str]:
+    """An argv list; a string is split like a shell would (no shell is run)."""
+    argv = shlex.split(cmd) if isinstance(cmd, str) else [os.fspath(arg) for arg in cmd]
+    if not argv or not argv[0]:
+        raise ValueError("the plugin command must not be empty")
+    return argv
+
+
+def resolve_executable(argv0: str, env: Mapping[str, str], cwd: str | None) -> str:
+    """The file the kernel will run for ``argv0``, found as ``subprocess`` finds it."""
+    if os.sep in argv0:
+        return os.path.abspath(os.path.join(cwd or os.curdir, argv0))
+    found = shutil.which(argv0, path=env.get("PATH", os.defpath))
+    if found is None:
+        raise PluginStartError(
+            f"plugin command {argv0!r} was not found on PATH",
+            hint="give the full path of the plugin executable",
+        )
+    return os.path.abspath(found)
+
+
+def verify_checksum(path: str, expected: str) -> None:
+    """SHA-256 of ``path`` must equal ``expected`` (hex), compared in constant time."""
+    want = expected.strip().lower()
+    if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
+        raise ValueError("checksum must be a SHA-256 digest as 64 hex digits")
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 20):
+                digest.update(block)
+    except OSError as exc:
+        raise PluginStartError(
+            f"cannot read {path} to verify its checksum: {exc}",
+            hint="checksum_file must name a readable file",
+        ) from None
+    if not hmac.compare_digest(digest.hexdigest(), want):
+        raise PluginStartError(
+            "checksums did not match",
+            hint=f"{path} is not the binary the checksum was made for; rebuild or "
+            "reinstall the plugin, or update the expected checksum",
+        )
+
+
+def make_socket_dir(transport: str | None) -> str | None:
+    """A private directory for the plugin's sockets (``mkdtemp``: mode 0700).
+
+    None when it would be too long but ``transport`` is TCP: our plugins then
+    need none, Go plugins fall back to their own temp dir.
+    """
+    directory = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
+    if socket_dir_fits(directory):
+        return directory
+    shutil.rmtree(directory, ignore_errors=True)
+    if transport == NETWORK_TCP:
+        return None
+    raise TransportError(
+        f"unix socket paths in {directory} would be over {MAX_UNIX_SOCKET_PATH} bytes",
+        hint="set TMPDIR to a short directory (e.g. /tmp), or use transport='tcp'",
+    )
+
+
+def socket_dir_fits(directory: str) -> bool:
+    """Whether socket files in ``directory`` stay within the sun_path limit."""
+    # Ours are "plugin" + 9 digits; Go's os.CreateTemp makes "plugin" + up to 10.
+    longest = len(os.fsencode(directory)) + 1 + len(SOCKET_FILE_PREFIX) + 10
+    return longest <= MAX_UNIX_SOCKET_PATH
+
+
+def plugin_environment(
+    base: Mapping[str, str],
+    handshake: HandshakeConfig,
+    *,
+    client_cert_pem: str | None,
+    socket_dir: str | None,
+    transport: str | None,
+) -> dict[str, str]:
+    """The plugin's environment: ``base`` (host env + ``env=``) plus go-plugin's variables."""
+    env = host_environment(base, handshake, client_cert_pem=client_cert_pem, socket_dir=socket_dir)
+    # Inherited from a host that runs *us* as its plugin, these would mislead ours:
+    # we never multiplex, and the socket dir is the one we made, or none.
+    env.pop(ENV_MULTIPLEX_GRPC, None)
+    if env.get(ENV_UNIX_SOCKET_DIR) != socket_dir:
+        env.pop(ENV_UNIX_SOCKET_DIR, None)
+    if transport is not None:
+        env[ENV_TRANSPORT] = transport  # ours honour it; Go plugins ignore it
+    return env

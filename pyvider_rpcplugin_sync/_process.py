@@ -1,0 +1,465 @@
+"""PluginProcess: the host driver (protocol.md §2, §3.5, §4.1, §5).
+
+Spawn (``_runner``), read and validate the handshake line (``_handshake``),
+AutoMTLS (``_tls``), connect a plain sync ``grpc.Channel``, keep the broker
+and stdio streams open (``_host_stdio``), hand out stubs; close with
+``Shutdown`` -> grace -> SIGTERM -> SIGKILL -> reap -> remove the socket dir.
+Nothing sits between ``plugin.stub`` and the channel unless ``rate_limit`` asks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import weakref
+from collections.abc import Callable, Mapping, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+
+import grpc
+
+from ._constants import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_PING_TIMEOUT,
+    DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_START_TIMEOUT,
+    NETWORK_TCP,
+    NETWORK_UNIX,
+    PIPE_EOF_GRACE,
+    PROTOCOL_GRPC,
+    REATTACH_POLL_INTERVAL,
+)
+from ._errors import (
+    PluginClosed,
+    PluginStartError,
+    RPCPluginError,
+)
+from ._handshake import HandshakeConfig, HandshakeLine, parse_handshake
+from ._handshake import validate_handshake as _validate
+from ._host_channel import (
+    HostResources,
+    check_serving,
+    connect_failure,
+    credentials_for,
+    health_check,
+    open_channel,
+    rate_limit_interceptor,
+    request_shutdown,
+    target_of,
+    wait_connected,
+)
+from ._host_env import (
+    command_argv,
+    make_socket_dir,
+    plugin_environment,
+    resolve_executable,
+    verify_checksum,
+)
+from ._host_stdio import BrokerStream, StderrLog, StdioSink, StdioStream, plugin_logger_name
+from ._reattach import ReattachConfig, reattach_version
+from ._runner import Child, PidWatch, Stdin, pid_alive
+
+if TYPE_CHECKING:
+    from ._ratelimit import TokenBucket
+    from ._tls import Identity
+
+logger = logging.getLogger("pyvider_rpcplugin_sync.host")
+
+_NEW, _STARTING, _RUNNING, _CLOSED = "new", "starting", "running", "closed"
+# A failed call right after the plugin died: how long to wait for the reaper to notice.
+_DEATH_NOTICE = 0.1
+
+
+class HostOptions(TypedDict, total=False):
+    """Options shared by :class:`PluginProcess` and :meth:`PluginProcess.reattach`."""
+
+    handshake: HandshakeConfig | None
+    stub: Callable[[grpc.Channel], Any] | None
+    shutdown_grace: float
+    connect_timeout: float
+    logger: logging.Logger | None
+    rate_limit: TokenBucket | None
+    rate_limit_mode: str
+    stdio_stdout: StdioSink | None
+    stdio_stderr: StdioSink | None
+
+
+class PluginProcess:
+    """A go-plugin gRPC plugin run as a subprocess; a context manager.
+
+    ``with PluginProcess(["./plugin"], stub=KVStub) as plugin: plugin.stub.Get(...)``.
+    Thread-safe: share one instance (and its ``stub``/``channel``) between threads.
+    """
+
+    def __init__(
+        self,
+        cmd: str | Sequence[str],
+        *,
+        handshake: HandshakeConfig | None = None,
+        stub: Callable[[grpc.Channel], Any] | None = None,
+        tls: bool = True,
+        env: Mapping[str, str] | None = None,
+        cwd: str | os.PathLike[str] | None = None,
+        start_timeout: float = DEFAULT_START_TIMEOUT,
+        shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
+        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
+        transport: str | None = None,
+        checksum: str | None = None,
+        checksum_file: str | os.PathLike[str] | None = None,
+        logger: logging.Logger | None = None,
+        rate_limit: TokenBucket | None = None,
+        rate_limit_mode: str = "wait",
+        stdin: Stdin = None,
+        stdio_stdout: StdioSink | None = None,
+        stdio_stderr: StdioSink | None = None,
+    ) -> None:
+        self._argv = command_argv(cmd)
+        if transport not in (None, NETWORK_UNIX, NETWORK_TCP):
+            raise ValueError(f"transport must be 'unix', 'tcp' or None, not {transport!r}")
+        options = HostOptions(
+            handshake=handshake,
+            stub=stub,
+            shutdown_grace=shutdown_grace,
+            connect_timeout=connect_timeout,
+            logger=logger,
+            rate_limit=rate_limit,
+            rate_limit_mode=rate_limit_mode,
+            stdio_stdout=stdio_stdout,
+            stdio_stderr=stdio_stderr,
+        )
+        self._setup(options, plugin_logger_name(self._argv))
+        self._tls = tls
+        # The host's environment is read now (when the object is built), then inherited.
+        self._environ = {**os.environ, **(env or {})}
+        self._cwd = os.fspath(cwd) if cwd is not None else None
+        self._start_timeout = start_timeout
+        self._transport = transport
+        self._checksum = checksum
+        self._checksum_file = os.fspath(checksum_file) if checksum_file is not None else None
+        self._stdin = stdin
+
+    @classmethod
+    def reattach(
+        cls,
+        config: ReattachConfig,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        **options: Unpack[HostOptions],
+    ) -> PluginProcess:
+        """A host for a plugin that already runs (no spawn, no handshake); start it with ``with``.
+
+        ``options`` are PluginProcess's (handshake, stub, logger, rate_limit, ...).
+        As in go-plugin, AutoMTLS is impossible here (no certificates were
+        exchanged); ``credentials`` are the application's own TLS, if any.
+        ``close()`` calls ``Shutdown`` unless ``config.test``, and never signals
+        the process: this host did not start it.
+        """
+        self = cls.__new__(cls)
+        self._argv = []
+        self._setup(options, f"pyvider_rpcplugin_sync.plugin.reattached_{config.pid or 0}")
+        self._reattach, self._credentials_given = config, credentials
+        return self
+
+    def _setup(self, options: HostOptions, logger_name: str) -> None:
+        self._handshake = options.get("handshake") or HandshakeConfig()
+        self._stub_cls = options.get("stub")
+        self.logger = options.get("logger") or logging.getLogger(logger_name)
+        self._shutdown_grace = options.get("shutdown_grace", DEFAULT_SHUTDOWN_GRACE)
+        self._connect_timeout = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+        self._interceptor = rate_limit_interceptor(
+            options.get("rate_limit"), options.get("rate_limit_mode", "wait")
+        )
+        self._stdio = (options.get("stdio_stdout"), options.get("stdio_stderr"))
+        self._reattach: ReattachConfig | None = None
+        self._credentials_given: grpc.ChannelCredentials | None = None
+        self._lock = threading.RLock()
+        self._state = _NEW
+        self._dead = False
+        self._stub: Any = None
+        self._channel: grpc.Channel | None = None
+        self._res = HostResources()
+        self._finalizer = weakref.finalize(self, self._res.release)
+        self.negotiated_version: int | None = None
+        self.handshake_line: HandshakeLine | None = None
+        self.network: str | None = None
+        self.address: str | None = None
+
+    # --- the hot path: no lock, one attribute and a flag -----------------------------
+
+    @property
+    def stub(self) -> Any:
+        """The application stub made from ``stub=`` on the shared channel."""
+        stub = self._stub
+        if stub is None or self._dead:
+            raise self._unusable("stub")
+        return stub
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The shared, thread-safe ``grpc.Channel`` (rate-limited if ``rate_limit`` was given)."""
+        channel = self._channel
+        if channel is None or self._dead:
+            raise self._unusable("channel")
+        return channel
+
+    def make_stub(self, stub_class: Callable[[grpc.Channel], Any]) -> Any:
+        """Another service's stub on the same channel."""
+        return stub_class(self.channel)
+
+    def _unusable(self, what: str) -> RPCPluginError:
+        child = self._res.child
+        code, tail = (child.returncode, child.stderr_tail()) if child else (None, "")
+        if self._dead and self._state == _RUNNING:
+            return PluginClosed(
+                "the plugin has exited",
+                returncode=code,
+                stderr_tail=tail,
+                hint="it crashed or was killed; start a new PluginProcess",
+            )
+        if self._state == _CLOSED:
+            return PluginClosed("the plugin is closed", returncode=code)
+        if self._state != _RUNNING:
+            return RPCPluginError(
+                "the plugin is not started",
+                hint="use 'with PluginProcess(...) as plugin:' or start()",
+            )
+        return RPCPluginError(
+            "no stub class was given",
+            hint=f"pass stub=YourStub, or use make_stub(YourStub) ({what})",
+        )
+
+    # --- start -------------------------------------------------------------------------
+
+    def start(self) -> PluginProcess:
+        """Spawn (or reattach), handshake and connect; raise a typed error on failure."""
+        with self._lock:
+            if self._state != _NEW:
+                raise RPCPluginError(
+                    f"this PluginProcess is {self._state}",
+                    hint="a PluginProcess starts once; create a new one",
+                )
+            self._state = _STARTING
+            try:
+                if self._reattach is None:
+                    self._spawn()
+                else:
+                    self._attach(self._reattach)
+            except BaseException:
+                self._state = _CLOSED
+                self._finalizer()
+                raise
+            self._state = _RUNNING
+        logger.debug(
+            "plugin %s running, pid %s, %s %s",
+            self.logger.name,
+            self.pid,
+            self.network,
+            self.address,
+        )
+        return self
+
+    def _spawn(self) -> None:
+        if self._checksum is not None:
+            path = self._checksum_file or resolve_executable(
+                self._argv[0], self._environ, self._cwd
+            )
+            verify_checksum(path, self._checksum)
+        identity: Identity | None = None
+        if self._tls:
+            from ._tls import generate_identity
+
+            identity = generate_identity()
+        socket_dir = self._res.socket_dir = make_socket_dir(self._transport)
+        env = plugin_environment(
+            self._environ,
+            self._handshake,
+            client_cert_pem=identity.cert_pem.decode("ascii") if identity else None,
+            socket_dir=socket_dir,
+            transport=self._transport,
+        )
+        child = self._res.child = Child(
+            self._argv,
+            env=env,
+            cwd=self._cwd,
+            stdin=self._stdin,
+            on_stderr_line=StderrLog(self.logger),
+            on_exit=self._exit_callback(),
+            name=self._short_name,
+        )
+        line = parse_handshake(child.read_handshake(self._start_timeout))
+        self.negotiated_version = _validate(line, self._handshake.protocol_versions)
+        self.handshake_line = line
+        self._connect(line.network, line.address, credentials_for(line, identity))
+
+    def _attach(self, config: ReattachConfig) -> None:
+        self.negotiated_version = reattach_version(config, self._handshake.protocol_versions)
+        pid = config.pid
+        if pid and pid != os.getpid():
+            if not pid_alive(pid):
+                raise PluginStartError(
+                    f"reattach: plugin process {pid} not found",
+                    hint="the plugin has exited; start it again",
+                )
+            self._res.watch = PidWatch(
+                pid, self._exit_callback(), REATTACH_POLL_INTERVAL, name="reattached"
+            )
+        self._connect(config.network, config.address, self._credentials_given)
+
+    def _exit_callback(self) -> Callable[[int], None]:
+        ref = weakref.ref(self)  # the watcher threads must not keep the host alive
+
+        def on_exit(code: int) -> None:
+            plugin = ref()
+            if plugin is None:
+                return
+            plugin._dead = True
+            if plugin._state == _RUNNING:
+                logger.warning("plugin %s exited unexpectedly (code %s)", plugin.logger.name, code)
+
+        return on_exit
+
+    def _connect(
+        self, network: str, address: str, credentials: grpc.ChannelCredentials | None
+    ) -> None:
+        self.network, self.address = network, address
+        target = target_of(network, address)
+        channel = self._res.channel = open_channel(target, credentials)
+        try:
+            wait_connected(channel, self._connect_timeout, target, credentials is not None)
+        except RPCPluginError:
+            child = self._res.child
+            if child is not None and child.exited.wait(PIPE_EOF_GRACE):
+                raise PluginStartError(
+                    "plugin exited before we could connect",
+                    returncode=child.returncode,
+                    stderr_tail=child.stderr_tail(),
+                ) from None
+            raise
+        self._res.broker = BrokerStream(channel)
+        self._res.stdio = StdioStream(channel, self.logger, *self._stdio, name=self._short_name)
+        shared = channel
+        if self._interceptor is not None:
+            shared = grpc.intercept_channel(channel, self._interceptor)
+        self._channel = shared
+        self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
+
+    @property
+    def _short_name(self) -> str:
+        return self.logger.name.rsplit(".", 1)[-1]
+
+    # --- use -----------------------------------------------------------------------------
+
+    def ping(self, timeout: float = DEFAULT_PING_TIMEOUT) -> bool:
+        """Health-check service "plugin"; True, or a typed error (PluginClosed, TransportError)."""
+        channel = self._res.channel
+        if channel is None or self._dead or self._state != _RUNNING:
+            raise self._unusable("ping")
+        try:
+            response = health_check(channel, timeout)
+        except grpc.RpcError as exc:
+            child = self._res.child
+            if self._dead or (child is not None and child.exited.wait(_DEATH_NOTICE)):
+                raise self._unusable("ping") from None
+            raise connect_failure(
+                exc, target_of(self.network or "", self.address or ""), tls=False
+            ) from None
+        return check_serving(response)
+
+    @property
+    def pid(self) -> int | None:
+        if self._res.child is not None:
+            return self._res.child.pid
+        return self._reattach.pid if self._reattach is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code once the plugin has exited (negative: killed by that signal)."""
+        child = self._res.child
+        return child.returncode if child is not None and child.exited.is_set() else None
+
+    @property
+    def stderr_tail(self) -> str:
+        """The last lines the plugin wrote to stderr."""
+        return self._res.child.stderr_tail() if self._res.child is not None else ""
+
+    def reattach_config(self) -> ReattachConfig:
+        """How another host could reach this running plugin (go-plugin's ReattachConfig())."""
+        if self._reattach is not None:
+            return self._reattach
+        if self.network is None or self.address is None:
+            raise self._unusable("reattach_config")
+        return ReattachConfig(
+            network=self.network,
+            address=self.address,
+            protocol=PROTOCOL_GRPC,
+            protocol_version=self.negotiated_version,
+            pid=self.pid,
+        )
+
+    # --- close -------------------------------------------------------------------------
+
+    def close(self, timeout: float | None = None) -> None:
+        """Shut the plugin down: Shutdown, ``timeout`` (default ``shutdown_grace``) to exit,
+        SIGTERM, SIGKILL; then reap, close the channel, join threads, remove the temp dir.
+
+        Idempotent and thread-safe; never raises for a plugin that misbehaves on the way out.
+        """
+        grace = self._shutdown_grace if timeout is None else timeout
+        with self._lock:
+            if self._state == _CLOSED:
+                return
+            running, self._state = self._state == _RUNNING, _CLOSED
+            self._stub, self._channel = None, None
+            try:
+                if running:
+                    self._shutdown(grace)
+            except Exception:
+                logger.warning("error while closing plugin %s", self.logger.name, exc_info=True)
+            finally:
+                self._finalizer()
+
+    def _shutdown(self, grace: float) -> None:
+        res = self._res
+        if res.broker is not None:  # go-plugin closes the broker first
+            res.broker.close()
+            res.broker = None
+        config, child = self._reattach, res.child
+        if config is not None:
+            shut = not config.test and self._request_shutdown()
+            if shut and res.watch is not None and not res.watch.exited.wait(grace):
+                logger.warning(
+                    "reattached plugin %s is still running after Shutdown; "
+                    "leaving it alone (this host did not start it)",
+                    config.pid,
+                )
+            return
+        if child is not None:
+            graceful = not child.exited.is_set() and self._request_shutdown()
+            child.stop(grace if graceful else 0)
+
+    def _request_shutdown(self) -> bool:
+        channel = self._res.channel
+        return channel is not None and request_shutdown(channel, self.logger.name)
+
+    def __enter__(self) -> PluginProcess:
+        if self._state == _NEW:
+            self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.close()
+        except Exception:
+            if exc_type is None:
+                raise
+            logger.warning("closing plugin %s failed", self.logger.name, exc_info=True)
+
+    def __repr__(self) -> str:
+        what = self._argv[0] if self._argv else f"reattach {self.address}"
+        return f"<PluginProcess {what!r} pid={self.pid} {self._state}>"

@@ -1,0 +1,44 @@
+"""Handshake-level faults, printed raw (no library import, so it starts fast).
+
+Usage: ``faults.py MODE [ARG...]``
+
+- ``line TEXT``: print TEXT as the first stdout line, then wait to be killed
+- ``line-env``: the same, TEXT from the environment variable SCENARIO_LINE
+- ``partial TEXT``: print TEXT without a newline, then wait
+- ``exit CODE MESSAGE``: write MESSAGE to stderr and exit with CODE
+- ``close-stdout``: close stdout without printing, then wait
+- ``hang``: print nothing and wait
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+
+
+def wait_forever() -> None:
+    threading.Event().wait()
+
+
+def main(argv: list[str]) -> int:
+    mode = argv[1]
+    if mode in ("line", "line-env", "partial"):
+        text = os.environ["SCENARIO_LINE"] if mode == "line-env" else argv[2]
+        end = "" if mode == "partial" else "\n"
+        os.write(1, (text + end).encode("utf-8", "surrogateescape"))
+        wait_forever()
+    elif mode == "exit":
+        sys.stderr.write(argv[3] + "\n")
+        sys.stderr.flush()
+        return int(argv[2])
+    elif mode == "close-stdout":
+        os.close(1)
+        wait_forever()
+    elif mode == "hang":
+        wait_forever()
+    raise SystemExit(f"unknown mode {mode!r}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv))
