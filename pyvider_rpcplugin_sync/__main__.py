@@ -1,0 +1,5 @@
+"""``python -m pyvider_rpcplugin_sync``: the command line (see ``_cli``)."""
+
+from ._cli import main
+
+raise SystemExit(main())
