@@ -1,0 +1,33 @@
+"""A protocol-level fake of the newest go-plugin host (v1.8), for the interop matrix.
+
+Debian packages go-plugin 1.0.1 only; what 1.5+ hosts do differently
+(``PLUGIN_UNIX_SOCKET_DIR``, ``StreamStdio`` with backpressure, the 7-field line
+with ``PLUGIN_MULTIPLEX_GRPC``, the 2 s kill) is modelled here from
+``hashicorp/go-plugin`` v1.8 and protocol.md. See ``host.FakeNewestHost``.
+"""
+
+from .handshake import MUX_NOT_SUPPORTED, HostError, ParsedLine, parse_line, raw_std_decode
+from .host import KILL_GRACE, FakeNewestHost, KillReport
+from .leaks import MARKER_VAR, child_processes, marked_pids, no_process_left_behind
+from .sinks import Collector, Discard, HandOff
+from .wire import STDIO_STDERR, STDIO_STDOUT
+
+__all__ = [
+    "KILL_GRACE",
+    "MARKER_VAR",
+    "MUX_NOT_SUPPORTED",
+    "STDIO_STDERR",
+    "STDIO_STDOUT",
+    "Collector",
+    "Discard",
+    "FakeNewestHost",
+    "HandOff",
+    "HostError",
+    "KillReport",
+    "ParsedLine",
+    "child_processes",
+    "marked_pids",
+    "no_process_left_behind",
+    "parse_line",
+    "raw_std_decode",
+]

@@ -1,0 +1,328 @@
+"""docs/compatibility.md (and the README's short table, once it has one) against the tests.
+
+``MATRIX`` names, for every cell of the two tables in docs/compatibility.md, the interop
+test nodes that stand behind it. A cell's claim must agree with its nodes, as pytest
+collects them right now (in a subprocess, so this module's own run is not disturbed):
+
+- ``yes``: at least one node; every node exists and carries no ``xfail`` mark;
+- ``pending``: at least one node; every node exists and is ``xfail(strict=True)``
+  (when the feature lands, the node XPASSes, its marker is removed, and this test then
+  asks for the cell to become ``yes``);
+- ``n/a``: the row's notes say why; nodes, if any, are evidence tests that pass;
+- ``not tested``: no nodes.
+
+Every cell of the documents must be in ``MATRIX`` and the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.interop
+
+HERE = Path(__file__).resolve().parent
+REPO_ROOT = HERE.parents[1]
+DOC = REPO_ROOT / "docs" / "compatibility.md"
+README = REPO_ROOT / "README.md"
+CLAIMS = ("yes", "pending", "n/a", "not tested")
+
+GO_HOST = "Go go-plugin 1.0.1 host → our plugin"
+OUR_HOST_GO = "our host → Go go-plugin 1.0.1 plugin"
+PYVIDER_HOST = "pyvider-rpcplugin 0.5.5 host → our plugin"
+OUR_HOST_PYVIDER = "our host → pyvider-rpcplugin 0.5.5 plugin"
+FAKE_HOST = "go-plugin 1.8 host (protocol fake) → our plugin"
+
+GH = "tests/interop/test_go_host.py::"
+OG = "tests/interop/test_our_host_go.py::"
+PV = "tests/interop/test_pyvider.py::"
+FK = "tests/interop/test_fake_newest_host.py::"
+
+TRANSPORT_COLUMNS = ("unix", "tcp", "plaintext", "AutoMTLS")
+CHECK_COLUMNS = ("1 MiB Put/Get", "ping", "graceful shutdown", "two versions", "wrong cookie")
+
+_go_check_unix = GH + "test_go_host_loads_python_plugin[unix]"
+_go_check_tcp = GH + "test_go_host_loads_python_plugin[tcp]"
+_og_unix = OG + "test_our_host_go_plugin_unix_plaintext"
+_pv_unix = PV + "test_pyvider_host_loads_our_plugin[unix]"
+_pv_tcp = PV + "test_pyvider_host_loads_our_plugin[tcp]"
+_op_unix = PV + "test_our_host_loads_pyvider_plugin[unix]"
+_op_tcp = PV + "test_our_host_loads_pyvider_plugin[tcp]"
+_fk = FK + "test_fake_newest_host_loads_our_kv_plugin"
+
+# (row, column) -> the test nodes behind that cell.
+MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
+    # --- transports and TLS ---
+    (GO_HOST, "unix"): (_go_check_unix,),
+    (GO_HOST, "tcp"): (_go_check_tcp, GH + "test_go_host_python_plugin_honours_port_range"),
+    (GO_HOST, "plaintext"): (_go_check_unix, _go_check_tcp),
+    (GO_HOST, "AutoMTLS"): (
+        OG + "test_go_host_automtls_to_our_plugin[unix]",
+        OG + "test_go_host_automtls_to_our_plugin[tcp]",
+    ),
+    (OUR_HOST_GO, "unix"): (_og_unix,),
+    (OUR_HOST_GO, "tcp"): (OG + "test_our_host_go_plugin_tcp_not_applicable",),
+    (OUR_HOST_GO, "plaintext"): (_og_unix,),
+    (OUR_HOST_GO, "AutoMTLS"): (OG + "test_our_host_go_plugin_unix_automtls",),
+    (PYVIDER_HOST, "unix"): (_pv_unix,),
+    (PYVIDER_HOST, "tcp"): (_pv_tcp,),
+    (PYVIDER_HOST, "plaintext"): (_pv_unix, _pv_tcp),
+    (PYVIDER_HOST, "AutoMTLS"): (
+        PV + "test_pyvider_host_automtls_to_our_plugin[unix-p384-default]",
+        PV + "test_pyvider_host_automtls_to_our_plugin[tcp-p384-default]",
+        PV + "test_pyvider_host_automtls_to_our_plugin[unix-p256]",
+    ),
+    (OUR_HOST_PYVIDER, "unix"): (_op_unix,),
+    (OUR_HOST_PYVIDER, "tcp"): (_op_tcp,),
+    (OUR_HOST_PYVIDER, "plaintext"): (_op_unix, _op_tcp),
+    (OUR_HOST_PYVIDER, "AutoMTLS"): (
+        PV + "test_our_host_automtls_pyvider_plugin[unix]",
+        PV + "test_our_host_automtls_pyvider_plugin[tcp]",
+        PV + "test_our_host_full_mtls_with_pyvider_plugin_verifying_host_cert",
+    ),
+    (FAKE_HOST, "unix"): (_fk + "[plain-unix]", _fk + "[automtls-unix]"),
+    (FAKE_HOST, "tcp"): (_fk + "[plain-tcp]", _fk + "[automtls-tcp]"),
+    (FAKE_HOST, "plaintext"): (_fk + "[plain-unix]", _fk + "[plain-tcp]"),
+    (FAKE_HOST, "AutoMTLS"): (
+        _fk + "[automtls-unix]",
+        _fk + "[automtls-tcp]",
+        FK + "test_fake_newest_host_mtls_rejects_foreign_host_cert",
+    ),
+    # --- what each pair checks ---
+    (GO_HOST, "1 MiB Put/Get"): (_go_check_unix, _go_check_tcp),
+    (GO_HOST, "ping"): (_go_check_unix, _go_check_tcp),
+    (GO_HOST, "graceful shutdown"): (_go_check_unix, _go_check_tcp),
+    (GO_HOST, "two versions"): (
+        GH + "test_go_host_python_plugin_version_negotiation[1,2]",
+        GH + "test_go_host_python_plugin_version_negotiation[2,1]",
+    ),
+    (GO_HOST, "wrong cookie"): (GH + "test_go_host_python_plugin_wrong_cookie",),
+    (OUR_HOST_GO, "1 MiB Put/Get"): (_og_unix,),
+    (OUR_HOST_GO, "ping"): (_og_unix,),
+    (OUR_HOST_GO, "graceful shutdown"): (_og_unix,),
+    (OUR_HOST_GO, "two versions"): (
+        OG + "test_our_host_go_plugin_negotiates_highest_common_version[both-1,2]",
+        OG + "test_our_host_go_plugin_negotiates_highest_common_version[both-2,1]",
+    ),
+    (OUR_HOST_GO, "wrong cookie"): (OG + "test_our_host_go_plugin_wrong_cookie",),
+    (PYVIDER_HOST, "1 MiB Put/Get"): (_pv_unix, _pv_tcp),
+    (PYVIDER_HOST, "ping"): (_pv_unix, _pv_tcp),
+    (PYVIDER_HOST, "graceful shutdown"): (
+        _pv_unix,
+        PV + "test_pyvider_host_controller_shutdown_alone_stops_our_plugin",
+    ),
+    (PYVIDER_HOST, "two versions"): (),
+    (PYVIDER_HOST, "wrong cookie"): (PV + "test_pyvider_host_wrong_cookie_is_refused[no-retry]",),
+    (OUR_HOST_PYVIDER, "1 MiB Put/Get"): (_op_unix, _op_tcp),
+    (OUR_HOST_PYVIDER, "ping"): (_op_unix, _op_tcp),
+    (OUR_HOST_PYVIDER, "graceful shutdown"): (_op_unix, _op_tcp),
+    (OUR_HOST_PYVIDER, "two versions"): (),
+    (OUR_HOST_PYVIDER, "wrong cookie"): (
+        PV + "test_our_host_wrong_cookie_refused_by_pyvider_plugin",
+    ),
+    (FAKE_HOST, "1 MiB Put/Get"): (_fk + "[plain-unix]", _fk + "[automtls-tcp]"),
+    (FAKE_HOST, "ping"): (_fk + "[plain-unix]",),
+    (FAKE_HOST, "graceful shutdown"): (
+        _fk + "[plain-unix]",
+        FK + "test_fake_newest_host_stdio_backpressure_never_blocks_the_plugin",
+    ),
+    (FAKE_HOST, "two versions"): (
+        FK + "test_fake_newest_host_version_negotiation[1,2]",
+        FK + "test_fake_newest_host_version_negotiation[2,1]",
+    ),
+    (FAKE_HOST, "wrong cookie"): (FK + "test_fake_newest_host_wrong_cookie",),
+}
+
+# Runs in a subprocess: collect tests/interop, report every node and its xfail mark.
+_COLLECT = textwrap.dedent(
+    """
+    import json, sys
+    import pytest
+
+    class Recorder:
+        def __init__(self):
+            self.nodes = {}
+
+        def pytest_collection_modifyitems(self, items):
+            for item in items:
+                mark = item.get_closest_marker("xfail")
+                state = None
+                if mark is not None:
+                    state = "strict" if mark.kwargs.get("strict") else "lenient"
+                self.nodes[item.nodeid] = state
+
+    recorder = Recorder()
+    code = pytest.main(
+        ["--collect-only", "-q", "-p", "no:cacheprovider", "tests/interop"],
+        plugins=[recorder],
+    )
+    print("NODES " + json.dumps(recorder.nodes))
+    sys.exit(int(code))
+    """
+)
+
+Table = dict[str, dict[str, str]]  # row -> column -> cell text
+
+
+def parse_tables(markdown: str) -> list[tuple[list[str], Table]]:
+    """Every pipe table in ``markdown``: (columns after the first, {row: {column: cell}})."""
+    tables: list[tuple[list[str], Table]] = []
+    lines = markdown.splitlines()
+    i = 0
+    while i < len(lines):
+        is_table = i + 1 < len(lines) and lines[i].startswith("|")
+        if is_table and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1].strip()):
+            header = _cells(lines[i])
+            rows: Table = {}
+            i += 2
+            while i < len(lines) and lines[i].startswith("|"):
+                cells = _cells(lines[i])
+                assert len(cells) == len(header), f"ragged table row: {lines[i]!r}"
+                rows[cells[0]] = dict(zip(header[1:], cells[1:], strict=True))
+                i += 1
+            tables.append((header[1:], rows))
+        else:
+            i += 1
+    return tables
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip() for cell in line.strip().strip("|").split("|")]
+
+
+@pytest.fixture(scope="module")
+def collected() -> dict[str, str | None]:
+    """node id -> None, "strict" or "lenient" (its xfail mark), for all of tests/interop."""
+    result = subprocess.run(
+        [sys.executable, "-c", _COLLECT],
+        cwd=REPO_ROOT,
+        env={**os.environ, "PYTEST_ADDOPTS": ""},
+        capture_output=True,
+        text=True,
+        timeout=110,
+        check=False,
+    )
+    lines = [line for line in result.stdout.splitlines() if line.startswith("NODES ")]
+    assert result.returncode == 0 and lines, (
+        f"collecting tests/interop failed ({result.returncode}):\n"
+        f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
+    nodes: dict[str, str | None] = json.loads(lines[-1].removeprefix("NODES "))
+    return nodes
+
+
+def doc_tables() -> list[tuple[list[str], Table]]:
+    return parse_tables(DOC.read_text(encoding="utf-8"))
+
+
+def doc_claims() -> dict[tuple[str, str], tuple[str, str]]:
+    """(row, column) -> (claim, the row's notes), from the two main tables of the page."""
+    claims: dict[tuple[str, str], tuple[str, str]] = {}
+    for columns, rows in doc_tables():
+        if columns[-1:] != ["notes"] or tuple(columns[:-1]) not in (
+            TRANSPORT_COLUMNS,
+            CHECK_COLUMNS,
+        ):
+            continue  # the short version, or another table
+        for row, cells in rows.items():
+            for column in columns[:-1]:
+                claims[row, column] = (cells[column], cells["notes"])
+    return claims
+
+
+@pytest.mark.timeout(30)
+def test_table_parser() -> None:
+    text = "x\n| a | b | notes |\n|---|:-:|---|\n| r1 | yes | why |\n| r2 |  n/a  | |\n"
+    assert parse_tables(text) == [
+        (["b", "notes"], {"r1": {"b": "yes", "notes": "why"}, "r2": {"b": "n/a", "notes": ""}})
+    ]
+
+
+@pytest.mark.timeout(30)
+def test_doc_tables_cover_exactly_the_matrix() -> None:
+    claims = doc_claims()
+    assert set(claims) == set(MATRIX), (
+        f"in the page, not in MATRIX: {sorted(set(claims) - set(MATRIX))}\n"
+        f"in MATRIX, not in the page: {sorted(set(MATRIX) - set(claims))}"
+    )
+    bad = {cell: claim for cell, (claim, _) in claims.items() if claim not in CLAIMS}
+    assert not bad, f"cells must say one of {CLAIMS}: {bad}"
+
+
+@pytest.mark.timeout(120)
+def test_every_claim_is_backed_by_the_tests(collected: dict[str, str | None]) -> None:
+    problems = []
+    for (row, column), (claim, notes) in sorted(doc_claims().items()):
+        nodes = MATRIX.get((row, column), ())
+        where = f"{row} / {column}: {claim!r}"
+        missing = [node for node in nodes if node not in collected]
+        if missing:
+            problems.append(f"{where}: no such test {missing}")
+            continue
+        marks = {node: collected[node] for node in nodes}
+        if claim == "yes":
+            if not nodes:
+                problems.append(f"{where}: no test behind it")
+            xfailing = [node for node, mark in marks.items() if mark is not None]
+            if xfailing:
+                problems.append(f"{where}: these are xfail, say 'pending': {xfailing}")
+        elif claim == "pending":
+            if not nodes:
+                problems.append(f"{where}: no expected-failure test behind it")
+            not_strict = [node for node, mark in marks.items() if mark != "strict"]
+            if not_strict:
+                problems.append(
+                    f"{where}: not (or no longer) xfail(strict=True): {not_strict}; "
+                    "if it works now, say 'yes'"
+                )
+        elif claim == "n/a":
+            if not notes:
+                problems.append(f"{where}: an n/a cell needs a reason in the notes")
+            xfailing = [node for node, mark in marks.items() if mark is not None]
+            if xfailing:
+                problems.append(f"{where}: evidence tests must pass, not xfail: {xfailing}")
+        elif claim == "not tested" and nodes:
+            problems.append(f"{where}: tests exist ({list(nodes)}), say what they show")
+    assert not problems, "docs/compatibility.md disagrees with the tests:\n" + "\n".join(problems)
+
+
+def short_tables(markdown: str) -> list[Table]:
+    """Tables whose columns are exactly the transport columns (the README's short version)."""
+    return [rows for columns, rows in parse_tables(markdown) if tuple(columns) == TRANSPORT_COLUMNS]
+
+
+@pytest.mark.timeout(30)
+def test_short_version_in_the_page_matches_its_table() -> None:
+    claims = doc_claims()
+    shorts = short_tables(DOC.read_text(encoding="utf-8"))
+    assert len(shorts) == 1, "docs/compatibility.md needs exactly one short (README) table"
+    for row, cells in shorts[0].items():
+        for column in TRANSPORT_COLUMNS:
+            assert (row, column) in claims, f"unknown row {row!r} in the short table"
+            assert cells[column] == claims[row, column][0], (row, column)
+    assert {(row, c) for row in shorts[0] for c in TRANSPORT_COLUMNS} == {
+        cell for cell in claims if cell[1] in TRANSPORT_COLUMNS
+    }
+
+
+@pytest.mark.timeout(30)
+def test_readme_table_matches_the_page() -> None:
+    readme = README.read_text(encoding="utf-8")
+    shorts = short_tables(readme)
+    if not shorts:
+        pytest.skip(
+            "README.md has no compatibility table yet (copy the short version from "
+            "docs/compatibility.md)"
+        )
+    expected = short_tables(DOC.read_text(encoding="utf-8"))[0]
+    assert shorts == [expected], (
+        "README.md's compatibility table differs from the short version in "
+        "docs/compatibility.md; copy it again"
+    )
