@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -34,6 +35,7 @@ from ._runner import Child, PidWatch
 if TYPE_CHECKING:
     from ._ratelimit import TokenBucket
     from ._tls import Identity
+    from ._tls_bridge import BridgeClient
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
@@ -56,6 +58,7 @@ class HostResources:
         self.channel: grpc.Channel | None = None
         self.broker: BrokerStream | None = None
         self.stdio: StdioStream | None = None
+        self.bridge: BridgeClient | None = None
         self.socket_dir: str | None = None
 
     def release(self) -> None:
@@ -73,6 +76,9 @@ class HostResources:
         if self.channel is not None:
             self.channel.close()
             self.channel = None
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
             self.socket_dir = None
@@ -82,34 +88,58 @@ def target_of(network: str, address: str) -> str:
     return f"unix:{address}" if network == NETWORK_UNIX else address
 
 
-def credentials_for(
-    line: HandshakeLine, identity: Identity | None
-) -> grpc.ChannelCredentials | None:
-    """Channel credentials for AutoMTLS (``identity`` given), or None for plaintext."""
+@dataclass
+class Route:
+    """How the host's channel reaches the plugin: directly, or through the TLS bridge."""
+
+    target: str
+    credentials: grpc.ChannelCredentials | None = None
+    bridge: BridgeClient | None = None
+
+    @property
+    def secured(self) -> bool:
+        return self.credentials is not None or self.bridge is not None
+
+
+def route_to(line: HandshakeLine, identity: Identity | None, socket_dir: str | None) -> Route:
+    """The route for AutoMTLS (``identity`` given) or plaintext, pinned to field 6's cert.
+
+    grpcio cannot handshake with a P-521 peer (every Go go-plugin plugin): such a
+    plugin is reached through a :class:`BridgeClient` that does the TLS with
+    Python's ``ssl`` and serves the channel plaintext on a private unix socket.
+    """
+    target = target_of(line.network, line.address)
     if identity is None:
         if line.server_cert:
             raise TLSError(
                 "the plugin sent a certificate although AutoMTLS was not requested",
                 hint="use tls=True for this plugin",
             )
-        return None
+        return Route(target)
     if not line.server_cert:
         raise TLSError(
             "the plugin ignored AutoMTLS: its handshake line has no certificate (field 6)",
             hint="the plugin must support go-plugin AutoMTLS (PLUGIN_CLIENT_CERT), "
             "or use tls=False",
         )
-    from ._tls import curve_name, host_channel_credentials, needs_bridge
+    from ._tls import client_ssl_context, host_channel_credentials, needs_bridge
     from ._tls import peer_certificate_from_field as peer_certificate
 
     cert = peer_certificate(line.server_cert)
-    if needs_bridge(cert):
-        raise TLSError(
-            f"the plugin's certificate uses curve {curve_name(cert)} (Go go-plugin's AutoMTLS "
-            "uses P-521), which grpcio cannot handshake with; P-521 peers are not supported yet",
-            hint="use tls=False for this plugin",
+    if not needs_bridge(cert):
+        return Route(target, credentials=host_channel_credentials(cert, identity))
+    if socket_dir is None:
+        raise TransportError(
+            "no private directory for the TLS bridge's socket",
+            hint="set TMPDIR to a short directory (e.g. /tmp)",
         )
-    return host_channel_credentials(cert, identity)
+    from ._tls_bridge import BridgeClient
+
+    bridge = BridgeClient(
+        line.network, line.address, client_ssl_context(identity, cert), socket_dir
+    )
+    bridge.start()
+    return Route(bridge.target, bridge=bridge)
 
 
 def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
@@ -133,13 +163,25 @@ def health_check(channel: grpc.Channel, timeout: float) -> Any:
     return check(request, timeout=timeout, wait_for_ready=False)
 
 
-def wait_connected(channel: grpc.Channel, timeout: float, target: str, tls: bool) -> None:
+def wait_connected(channel: grpc.Channel, timeout: float, target: str, route: Route) -> None:
     """Dial now so that a failure surfaces at start; a plugin without health still counts."""
     try:
         health_check(channel, timeout)
     except grpc.RpcError as exc:
-        if exc.code() != grpc.StatusCode.UNIMPLEMENTED:
-            raise connect_failure(exc, target, tls) from None
+        if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            return
+        reason = route.bridge.last_error if route.bridge is not None else None
+        if reason and reason.startswith("could not connect"):
+            raise TransportError(
+                reason, hint="is the plugin listening on the address it printed?"
+            ) from None
+        if reason:
+            raise TLSError(
+                reason,
+                hint="the plugin must trust PLUGIN_CLIENT_CERT and present the "
+                "certificate of its handshake line",
+            ) from None
+        raise connect_failure(exc, target, route.secured) from None
 
 
 def connect_failure(exc: grpc.RpcError, target: str, tls: bool) -> RPCPluginError:

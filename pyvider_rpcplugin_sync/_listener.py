@@ -13,9 +13,11 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import grpc
 
@@ -33,6 +35,9 @@ from ._constants import (
 from ._errors import TransportError
 from ._handshake import port_range
 
+if TYPE_CHECKING:
+    from ._tls_bridge import BridgeServer
+
 logger = logging.getLogger(__name__)
 
 
@@ -43,14 +48,21 @@ class Listener:
     network: str
     address: str
     owned_dir: str | None = None
+    # With the TLS bridge: the bridge on the public address, grpcio's private dir.
+    bridge: BridgeServer | None = None
+    backend_dir: str | None = None
 
     def remove(self) -> None:
+        if self.bridge is not None:
+            self.bridge.close()
+            self.bridge = None
         if self.network == NETWORK_UNIX:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.address)
-        if self.owned_dir is not None:
-            shutil.rmtree(self.owned_dir, ignore_errors=True)
-            self.owned_dir = None
+        for directory in (self.owned_dir, self.backend_dir):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
+        self.owned_dir = self.backend_dir = None
 
 
 def choose_transport(requested: str | None, environ: Mapping[str, str]) -> str:
@@ -92,21 +104,25 @@ def _add_port(server: grpc.Server, target: str, credentials: grpc.ServerCredenti
     return int(server.add_secure_port(target, credentials))
 
 
+def _socket_directory(environ: Mapping[str, str]) -> tuple[str, str | None]:
+    """(directory for the socket, the directory if we created it and must remove it)."""
+    given_dir = environ.get(ENV_UNIX_SOCKET_DIR)
+    if given_dir:
+        if not os.path.isdir(given_dir) or not os.access(given_dir, os.W_OK | os.X_OK):
+            raise TransportError(
+                f"socket directory {given_dir} does not exist or is not writable",
+                hint=f"{ENV_UNIX_SOCKET_DIR} must name an existing directory this user can write",
+            )
+        return given_dir, None
+    # mkdtemp makes the directory 0700: only this user reaches the socket.
+    directory = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
+    return directory, directory
+
+
 def _bind_unix(
     server: grpc.Server, environ: Mapping[str, str], credentials: grpc.ServerCredentials | None
 ) -> Listener:
-    given_dir = environ.get(ENV_UNIX_SOCKET_DIR)
-    owned_dir = None
-    if given_dir:
-        directory = given_dir
-        if not os.path.isdir(directory) or not os.access(directory, os.W_OK | os.X_OK):
-            raise TransportError(
-                f"socket directory {directory} does not exist or is not writable",
-                hint=f"{ENV_UNIX_SOCKET_DIR} must name an existing directory this user can write",
-            )
-    else:
-        # mkdtemp makes the directory 0700: only this user reaches the socket.
-        directory = owned_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
+    directory, owned_dir = _socket_directory(environ)
     try:
         path = socket_path(directory)
         try:
@@ -122,6 +138,39 @@ def _bind_unix(
             _share_with_group(path, group)
         return listener
     except BaseException:
+        if owned_dir is not None:
+            shutil.rmtree(owned_dir, ignore_errors=True)
+        raise
+
+
+def bind_bridged(
+    server: grpc.Server, transport: str, environ: Mapping[str, str], context: ssl.SSLContext
+) -> Listener:
+    """grpcio plaintext on a private socket, a TLS :class:`BridgeServer` on the public one.
+
+    For hosts whose certificate grpcio cannot verify (P-521: Go go-plugin hosts).
+    """
+    from ._tls_bridge import BridgeServer
+    from ._tls_bridge_loop import listen, listen_tcp_in_range
+
+    backend_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
+    owned_dir: str | None = None
+    try:
+        backend = socket_path(backend_dir)
+        _add_port(server, f"unix:{backend}", None)
+        if transport == NETWORK_TCP:
+            public = listen_tcp_in_range(*port_range(environ), host=LOOPBACK_HOST)
+        else:
+            directory, owned_dir = _socket_directory(environ)
+            public = listen(NETWORK_UNIX, socket_path(directory))
+        bridge = BridgeServer(public, backend, context)
+        listener = Listener(bridge.network, bridge.address, owned_dir, bridge, backend_dir)
+        group = environ.get(ENV_UNIX_SOCKET_GROUP)
+        if group and transport == NETWORK_UNIX:
+            _share_with_group(listener.address, group)
+        return listener
+    except BaseException:
+        shutil.rmtree(backend_dir, ignore_errors=True)
         if owned_dir is not None:
             shutil.rmtree(owned_dir, ignore_errors=True)
         raise

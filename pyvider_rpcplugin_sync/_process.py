@@ -39,13 +39,14 @@ from ._handshake import HandshakeConfig, HandshakeLine, parse_handshake
 from ._handshake import validate_handshake as _validate
 from ._host_channel import (
     HostResources,
+    Route,
     check_serving,
     connect_failure,
-    credentials_for,
     health_check,
     open_channel,
     rate_limit_interceptor,
     request_shutdown,
+    route_to,
     target_of,
     wait_connected,
 )
@@ -290,7 +291,9 @@ class PluginProcess:
         line = parse_handshake(child.read_handshake(self._start_timeout))
         self.negotiated_version = _validate(line, self._handshake.protocol_versions)
         self.handshake_line = line
-        self._connect(line.network, line.address, credentials_for(line, identity))
+        route = route_to(line, identity, socket_dir)
+        self._res.bridge = route.bridge
+        self._connect(line.network, line.address, route)
 
     def _attach(self, config: ReattachConfig) -> None:
         self.negotiated_version = reattach_version(config, self._handshake.protocol_versions)
@@ -304,7 +307,8 @@ class PluginProcess:
             self._res.watch = PidWatch(
                 pid, self._exit_callback(), REATTACH_POLL_INTERVAL, name="reattached"
             )
-        self._connect(config.network, config.address, self._credentials_given)
+        target = target_of(config.network, config.address)
+        self._connect(config.network, config.address, Route(target, self._credentials_given))
 
     def _exit_callback(self) -> Callable[[int], None]:
         ref = weakref.ref(self)  # the watcher threads must not keep the host alive
@@ -319,14 +323,11 @@ class PluginProcess:
 
         return on_exit
 
-    def _connect(
-        self, network: str, address: str, credentials: grpc.ChannelCredentials | None
-    ) -> None:
+    def _connect(self, network: str, address: str, route: Route) -> None:
         self.network, self.address = network, address
-        target = target_of(network, address)
-        channel = self._res.channel = open_channel(target, credentials)
+        channel = self._res.channel = open_channel(route.target, route.credentials)
         try:
-            wait_connected(channel, self._connect_timeout, target, credentials is not None)
+            wait_connected(channel, self._connect_timeout, target_of(network, address), route)
         except RPCPluginError:
             child = self._res.child
             if child is not None and child.exited.wait(PIPE_EOF_GRACE):

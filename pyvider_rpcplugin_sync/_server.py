@@ -34,7 +34,7 @@ from ._handshake import (
     negotiate_version,
     parse_protocol_versions,
 )
-from ._listener import Listener, bind, choose_transport
+from ._listener import Listener, bind, bind_bridged, choose_transport
 from ._ratelimit import TokenBucket, bucket_from_env
 from ._services.broker import Broker, broker_handler
 from ._services.controller import controller_handler
@@ -175,15 +175,16 @@ class PluginServer:
                 interceptors=self._interceptors,
                 options=self._options,
             )
-            credentials, cert_field = None, ""
+            cert_field = ""
             if client_cert:
-                from ._tls import plugin_server_credentials
-
-                credentials, cert_field = plugin_server_credentials(client_cert)
-            listener = bind(server, self._transport, self._environ, credentials)
+                listener, cert_field = self._bind_tls(server, client_cert)
+            else:
+                listener = bind(server, self._transport, self._environ)
             try:
                 self._register(server, version)
                 server.start()
+                if listener.bridge is not None:
+                    listener.bridge.start()
             except BaseException:
                 server.stop(None)
                 listener.remove()
@@ -203,6 +204,31 @@ class PluginServer:
                 "plugin address", extra={"address": listener.address, "network": listener.network}
             )
             return self.handshake_line
+
+    def _bind_tls(self, server: grpc.Server, client_cert: str) -> tuple[Listener, str]:
+        """AutoMTLS: bind with a fresh certificate; return the listener and field 6.
+
+        grpcio's own TLS when it can verify the host's key, else (P-521: Go
+        go-plugin hosts) the ``ssl``-module bridge; both require the host's cert.
+        """
+        from ._handshake import encode_cert_field
+        from ._tls import (
+            generate_identity,
+            load_peer_certificate,
+            needs_bridge,
+            plugin_server_credentials,
+            server_ssl_context,
+        )
+
+        host_cert = load_peer_certificate(client_cert, source=ENV_CLIENT_CERT)
+        identity = generate_identity()
+        if needs_bridge(host_cert):
+            context = server_ssl_context(identity, host_cert)
+            listener = bind_bridged(server, self._transport, self._environ, context)
+        else:
+            credentials = plugin_server_credentials(host_cert, identity)
+            listener = bind(server, self._transport, self._environ, credentials)
+        return listener, encode_cert_field(identity.cert_der)
 
     def _register(self, server: grpc.Server, version: int) -> None:
         add_health_service(server)

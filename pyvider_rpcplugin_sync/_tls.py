@@ -8,7 +8,10 @@ imported here only, and this module only when TLS is on.
 from __future__ import annotations
 
 import datetime
+import errno
+import os
 import secrets
+import ssl
 from dataclasses import dataclass, field
 
 import grpc
@@ -17,9 +20,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from ._constants import ENV_CLIENT_CERT, TLS_SERVER_NAME
+from ._constants import TLS_SERVER_NAME
 from ._errors import TLSError
-from ._handshake import decode_cert_field, encode_cert_field
+from ._handshake import decode_cert_field
 
 # Short-lived on purpose: a new certificate is made for every process start.
 CERT_VALIDITY = datetime.timedelta(days=1)
@@ -162,23 +165,14 @@ def pem_of(cert: x509.Certificate) -> bytes:
 
 
 def plugin_server_credentials(
-    client_cert_pem: str, identity: Identity | None = None
-) -> tuple[grpc.ServerCredentials, str]:
-    """Plugin side: credentials that require the host's certificate, and field 6."""
-    host_cert = load_peer_certificate(client_cert_pem, source=ENV_CLIENT_CERT)
-    if needs_bridge(host_cert):
-        raise TLSError(
-            f"the host certificate uses curve {curve_name(host_cert)}, which grpcio's "
-            "BoringSSL cannot verify",
-            hint="Go go-plugin hosts use P-521; serve this plugin without AutoMTLS for such hosts",
-        )
-    identity = identity or generate_identity()
-    credentials = grpc.ssl_server_credentials(
+    host_cert: x509.Certificate, identity: Identity
+) -> grpc.ServerCredentials:
+    """Plugin side, native grpcio TLS: present ``identity``, require the host's certificate."""
+    return grpc.ssl_server_credentials(
         [(identity.key_pem, identity.cert_pem)],
         root_certificates=pem_of(host_cert),
         require_client_auth=True,
     )
-    return credentials, encode_cert_field(identity.cert_der)
 
 
 def host_channel_credentials(
@@ -190,3 +184,92 @@ def host_channel_credentials(
         private_key=identity.key_pem,
         certificate_chain=identity.cert_pem,
     )
+
+
+# --- ssl.SSLContext builders for the TLS bridge (_tls_bridge.py) ----------------
+
+
+def server_ssl_context(identity: Identity, trusted_peer_cert: x509.Certificate) -> ssl.SSLContext:
+    """Plugin side of the bridge: present ``identity``, require a client certificate
+    that verifies against exactly ``trusted_peer_cert`` (the host's), ALPN ``h2``, TLS 1.2+."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.verify_mode = ssl.CERT_REQUIRED
+    # Every gRPC connection lives long and is never resumed: no session tickets.
+    context.num_tickets = 0
+    return _pinned_context(context, identity, trusted_peer_cert)
+
+
+def client_ssl_context(identity: Identity, trusted_peer_cert: x509.Certificate) -> ssl.SSLContext:
+    """Host side of the bridge: present ``identity``, trust exactly ``trusted_peer_cert``
+    (the plugin's) for the name ``localhost`` (pass ``server_hostname=TLS_SERVER_NAME``)."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, check_hostname
+    return _pinned_context(context, identity, trusted_peer_cert)
+
+
+def _pinned_context(
+    context: ssl.SSLContext, identity: Identity, trusted_peer_cert: x509.Certificate
+) -> ssl.SSLContext:
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    # The peer's self-signed certificate is the only trust anchor.
+    context.load_verify_locations(cadata=pem_of(trusted_peer_cert).decode("ascii"))
+    context.set_alpn_protocols(["h2"])
+    _load_identity(context, identity)
+    return context
+
+
+def _load_identity(context: ssl.SSLContext, identity: Identity) -> None:
+    """``load_cert_chain`` reads files only: hand it pipes, so the key never touches a disk."""
+    fds: list[int] = []
+    try:
+        paths = []
+        for pem in (identity.cert_pem, identity.key_pem):
+            read_fd, write_fd = os.pipe()
+            fds += (read_fd, write_fd)
+            os.write(write_fd, pem)  # a few hundred bytes: far below the pipe's capacity
+            os.close(fds.pop())
+            paths.append(f"/dev/fd/{read_fd}")
+        if not all(os.path.exists(path) for path in paths):
+            raise OSError("/dev/fd is not available")
+        context.load_cert_chain(paths[0], paths[1])
+    except (OSError, ssl.SSLError) as exc:
+        raise TLSError(
+            f"could not load our TLS certificate into the ssl module: {exc}",
+            hint="the TLS bridge needs /dev/fd (Linux, macOS)",
+        ) from None
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+# OpenSSL reasons worth saying in words; the rest are shown as OpenSSL names them.
+_SSL_REASONS = {
+    "PEER_DID_NOT_RETURN_A_CERTIFICATE": "the client presented no certificate",
+    "TLSV13_ALERT_CERTIFICATE_REQUIRED": "the peer requires a client certificate",
+    "TLSV1_ALERT_UNKNOWN_CA": "the peer rejected our certificate (unknown ca)",
+    "SSLV3_ALERT_BAD_CERTIFICATE": "the peer rejected our certificate (bad certificate)",
+    "WRONG_VERSION_NUMBER": "not TLS: the peer sent plaintext",
+    "HTTP_REQUEST": "not TLS: the peer sent a plaintext HTTP request",
+    "UNEXPECTED_EOF_WHILE_READING": "the connection closed during the TLS handshake",
+    "NO_SUITABLE_SIGNATURE_ALGORITHM": "no common signature algorithm (certificate curve?)",
+}
+
+# X509_V_ERR_* codes meaning "not signed by the one certificate we trust".
+_NOT_PINNED_CODES = frozenset({18, 19, 20, 21})
+
+
+def describe_ssl_error(exc: BaseException) -> str:
+    """A one-line reason for a failed TLS connection, without key material."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        if exc.verify_code in _NOT_PINNED_CODES:
+            return f"certificate verify failed ({exc.verify_message}: not the pinned certificate)"
+        return f"certificate verify failed ({exc.verify_message})"
+    if isinstance(exc, ssl.SSLEOFError):
+        return _SSL_REASONS["UNEXPECTED_EOF_WHILE_READING"]
+    if isinstance(exc, ssl.SSLError):
+        reason = exc.reason or ""
+        if reason in _SSL_REASONS:
+            return _SSL_REASONS[reason]
+        return reason.lower().replace("_", " ") or str(exc)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return f"{exc.strerror or errno.errorcode.get(exc.errno, exc.errno)}"
+    return str(exc) or type(exc).__name__

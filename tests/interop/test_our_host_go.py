@@ -11,11 +11,12 @@ Cells of the interop matrix (docs/compatibility.md) for "our host -> Go plugin":
   (it ignores ``PLUGIN_UNIX_SOCKET_DIR``, which 1.5 introduced). The test below shows
   that asking for TCP still yields unix, and checks the source says so.
 - AutoMTLS: the Go plugin serves a P-521 certificate, which PyPI grpcio cannot
-  handshake with; it needs the TLS bridge (design.md §4). Until the bridge is wired
-  into ``PluginProcess`` these are strict xfails that assert real success.
+  handshake with; the host reaches it through the ``ssl``-module TLS bridge
+  (design.md §4), fully mutual.
 
 Also here, because test_go_host.py has no AutoMTLS cell: the Go 1.0.1 *host* with
-AutoMTLS loading our plugin (strict xfail for the same reason; P-521 host certificate).
+AutoMTLS (a P-521 host certificate) loading our plugin, which serves it through the
+bridge on the plugin side.
 
 Every process carries a marker; none, and no zombie child, may survive a test.
 """
@@ -42,7 +43,6 @@ from pyvider_rpcplugin_sync import (
     PluginProcess,
     PluginStartError,
     ProtocolVersionError,
-    TLSError,
 )
 from pyvider_rpcplugin_sync._protos import kv_pb2, kv_pb2_grpc
 
@@ -52,11 +52,6 @@ KV_HANDSHAKE = HandshakeConfig("BASIC_PLUGIN", "hello", (1,))
 ONE_MIB = 1 << 20
 KILL_FALLBACK = 2.0  # go-plugin: 2 s after Shutdown, then SIGKILL; a clean close is far faster
 GO_PLUGIN_SOURCE = Path("/usr/share/gocode/src/github.com/hashicorp/go-plugin/server.go")
-P521_REASON = (
-    "TLS bridge not yet integrated: Go go-plugin's AutoMTLS certificates are P-521, which "
-    "PyPI grpcio (BoringSSL) cannot handshake with (protocol.md §3.4); remove this marker "
-    "when the ssl bridge (design.md §4 TLS) is wired into PluginProcess/serve"
-)
 
 
 @pytest.fixture(autouse=True)
@@ -312,7 +307,6 @@ def test_our_host_go_plugin_8_threads_10000_calls(
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, raises=TLSError, reason=P521_REASON)
 def test_our_host_go_plugin_unix_automtls(
     go_bins: dict[str, Path], marker: str, tmpdir_short: Path
 ) -> None:
@@ -338,13 +332,11 @@ def go_kvhost(go_bins: dict[str, Path]) -> Iterator[KVHost]:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=P521_REASON)
 @pytest.mark.parametrize("transport", ["unix", "tcp"])
 def test_go_host_automtls_to_our_plugin(go_kvhost: KVHost, transport: str) -> None:
     """The Go 1.0.1 host with AutoMTLS (P-521 host certificate) loading our KV plugin.
 
-    Today our plugin refuses the P-521 ``PLUGIN_CLIENT_CERT`` at start (exit 1), so the
-    host fails at start; once the bridge lands the full check must pass.
+    The plugin terminates TLS with the bridge and requires the host's certificate.
     """
     env = {"KV_AUTOMTLS": "1", "PLUGIN_TRANSPORT": transport}
     r = go_kvhost.run("check", plugin=PYTHON_KV_PLUGIN, env=env).expect_ok()

@@ -360,14 +360,6 @@ def test_pyvider_host_automtls_to_our_plugin(
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="ours, not pyvider's: our plugin refuses P-521 host certificates (no ssl "
-    "bridge for P-521 peers in the plugin yet, design.md §4 TLS). pyvider's client can "
-    "sign with P-521 through grpcio (verified against an OpenSSL server); only a "
-    "BoringSSL *server* cannot request it. Remove this marker when the bridge lands.",
-)
 def test_pyvider_host_p521_client_cert_to_our_plugin(marker: str) -> None:
     """Go's AutoMTLS curve on pyvider's client (PYVIDER_CLIENT_CERT_CURVE=secp521r1)."""
     run = h.run_kv_host(

@@ -174,11 +174,13 @@ def _p521_cert_field() -> str:
     return base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode().rstrip("=")
 
 
-def test_p521_plugin_certificate_is_not_supported_yet() -> None:
-    line = f"1|1|unix|/tmp/sock|grpc|{_p521_cert_field()}"
-    with pytest.raises(TLSError, match="P-521 peers are not supported yet") as caught:
-        start(scenario("faults", "line", line), tls=True)
-    assert "tls=False" in str(caught.value)
+def test_p521_plugin_certificate_goes_through_the_bridge(tmp_path: os.PathLike[str]) -> None:
+    # Nothing listens at the announced address: the bridge's connect error is reported.
+    missing = os.path.join(tmp_path, "nobody-listens")
+    line = f"1|1|unix|{missing}|grpc|{_p521_cert_field()}"
+    with pytest.raises(TransportError, match="could not connect to the plugin") as caught:
+        start(scenario("faults", "line", line), tls=True, connect_timeout=5)
+    assert missing in str(caught.value)
 
 
 def test_checksum_of_an_explicit_file(tmp_path: os.PathLike[str]) -> None:
