@@ -34,6 +34,7 @@ from ._runner import Child, PidWatch
 
 if TYPE_CHECKING:
     from ._ratelimit import TokenBucket
+    from ._reattach import ReattachConfig
     from ._tls import Identity
     from ._tls_bridge import BridgeClient
 
@@ -60,6 +61,36 @@ class HostResources:
         self.stdio: StdioStream | None = None
         self.bridge: BridgeClient | None = None
         self.socket_dir: str | None = None
+
+    def shutdown(self, grace: float, reattached: ReattachConfig | None, name: str) -> None:
+        """go-plugin's Kill: close the broker, ``Shutdown``, wait ``grace``, then signals.
+
+        A reattached plugin is never signalled: this host did not start it.
+        """
+        if self.broker is not None:  # go-plugin closes the broker first
+            self.broker.close()
+            self.broker = None
+        child, channel = self.child, self.channel
+
+        def ask() -> bool:
+            return channel is not None and request_shutdown(channel, name)
+
+        if reattached is not None:
+            shut = not reattached.test and ask()
+            if shut and self.watch is not None and not self.watch.exited.wait(grace):
+                logger.warning(
+                    "reattached plugin %s is still running after Shutdown; "
+                    "leaving it alone (this host did not start it)",
+                    reattached.pid,
+                )
+            return
+        if child is not None:
+            graceful = (
+                not child.exited.is_set()
+                and channel is not None
+                and request_shutdown(channel, name)
+            )
+            child.stop(grace if graceful else 0)
 
     def release(self) -> None:
         if self.broker is not None:

@@ -45,7 +45,6 @@ from ._host_channel import (
     health_check,
     open_channel,
     rate_limit_interceptor,
-    request_shutdown,
     route_to,
     target_of,
     wait_connected,
@@ -414,34 +413,11 @@ class PluginProcess:
             self._stub, self._channel = None, None
             try:
                 if running:
-                    self._shutdown(grace)
+                    self._res.shutdown(grace, self._reattach, self.logger.name)
             except Exception:
                 logger.warning("error while closing plugin %s", self.logger.name, exc_info=True)
             finally:
                 self._finalizer()
-
-    def _shutdown(self, grace: float) -> None:
-        res = self._res
-        if res.broker is not None:  # go-plugin closes the broker first
-            res.broker.close()
-            res.broker = None
-        config, child = self._reattach, res.child
-        if config is not None:
-            shut = not config.test and self._request_shutdown()
-            if shut and res.watch is not None and not res.watch.exited.wait(grace):
-                logger.warning(
-                    "reattached plugin %s is still running after Shutdown; "
-                    "leaving it alone (this host did not start it)",
-                    config.pid,
-                )
-            return
-        if child is not None:
-            graceful = not child.exited.is_set() and self._request_shutdown()
-            child.stop(grace if graceful else 0)
-
-    def _request_shutdown(self) -> bool:
-        channel = self._res.channel
-        return channel is not None and request_shutdown(channel, self.logger.name)
 
     def __enter__(self) -> PluginProcess:
         if self._state == _NEW:
