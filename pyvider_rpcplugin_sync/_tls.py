@@ -12,6 +12,7 @@ import errno
 import os
 import secrets
 import ssl
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
@@ -45,17 +46,54 @@ class Identity:
         )
 
 
+# Curve name -> (curve, the digest a certificate on it is signed with), as go-plugin pairs them.
+CURVES: dict[str, tuple[ec.EllipticCurve, hashes.SHA256 | hashes.SHA384 | hashes.SHA512]] = {
+    "secp256r1": (ec.SECP256R1(), hashes.SHA256()),
+    "secp384r1": (ec.SECP384R1(), hashes.SHA384()),
+    "secp521r1": (ec.SECP521R1(), hashes.SHA512()),
+}
+
+
 def generate_identity() -> Identity:
     """A fresh self-signed P-256 certificate for ``localhost`` (and 127.0.0.1)."""
     import ipaddress
 
-    key = ec.generate_private_key(ec.SECP256R1())
+    return self_signed_identity(
+        "secp256r1", CERT_VALIDITY, extra_names=[x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    )
+
+
+def self_signed_identity(
+    curve: str,
+    validity: datetime.timedelta,
+    *,
+    extra_names: Sequence[x509.GeneralName] = (),
+) -> Identity:
+    """A self-signed ``localhost`` certificate with go-plugin's AutoMTLS profile (mtls.go)."""
+    try:
+        ec_curve, digest = CURVES[curve]
+    except KeyError:
+        raise ValueError(f"unknown curve {curve!r}; use one of {sorted(CURVES)}") from None
+    key = ec.generate_private_key(ec_curve)
     name = x509.Name(
         [
             x509.NameAttribute(NameOID.ORGANIZATION_NAME, "HashiCorp"),
             x509.NameAttribute(NameOID.COMMON_NAME, TLS_SERVER_NAME),
         ]
     )
+    usage = x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=True,
+        data_encipherment=False,
+        key_agreement=True,
+        key_cert_sign=True,
+        crl_sign=False,
+        encipher_only=False,
+        decipher_only=False,
+    )
+    eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH])
+    sans = x509.SubjectAlternativeName([x509.DNSName(TLS_SERVER_NAME), *extra_names])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -64,42 +102,13 @@ def generate_identity() -> Identity:
         .public_key(key.public_key())
         .serial_number(secrets.randbits(127) | 1)
         .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + CERT_VALIDITY)
-        .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName(TLS_SERVER_NAME),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
-        )
+        .not_valid_after(now + validity)
+        .add_extension(sans, critical=False)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=True,
-                data_encipherment=False,
-                key_agreement=True,
-                key_cert_sign=True,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [
-                    ExtendedKeyUsageOID.CLIENT_AUTH,
-                    ExtendedKeyUsageOID.SERVER_AUTH,
-                ]
-            ),
-            critical=False,
-        )
+        .add_extension(usage, critical=True)
+        .add_extension(eku, critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+        .sign(key, digest)
     )
     return Identity(
         cert_pem=cert.public_bytes(serialization.Encoding.PEM),
