@@ -76,9 +76,6 @@ INTERNAL_SERVICES: Final = frozenset(
 # Broker and stdio streams each hold a worker for a connection's lifetime.
 RESERVED_STREAM_WORKERS: Final = 2
 DEFAULT_MAX_WORKERS: Final = 16
-# Shutdown replies first, then stops the server after this delay so the reply
-# can leave before the connection is torn down.
-SHUTDOWN_REPLY_DELAY: Final = 0.05
 # How long in-flight RPCs get to finish when the plugin stops.
 DEFAULT_STOP_GRACE: Final = 0.5
 # After the server stopped, how long idle worker threads get to end before a

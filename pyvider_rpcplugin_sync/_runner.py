@@ -92,9 +92,12 @@ class Child:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 close_fds=True,
-                # Own session and process group: the group can be signalled as a
-                # whole (grandchildren included) and terminal signals go to the host.
-                start_new_session=True,
+                # Own process group: it can be signalled as a whole (grandchildren
+                # included) and terminal signals go to the host's foreground group.
+                # Not a new session: that also puts the plugin in its own scheduler
+                # autogroup, which makes every host<->plugin wake-up dearer (measured:
+                # ~10 vs ~8 context switches and +5% wall time per unary call).
+                process_group=0,
             )
         except OSError as exc:
             raise PluginStartError(

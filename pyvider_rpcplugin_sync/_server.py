@@ -23,7 +23,6 @@ from ._constants import (
     ENV_PROTOCOL_VERSIONS,
     INTERNAL_SERVICES,
     RESERVED_STREAM_WORKERS,
-    SHUTDOWN_REPLY_DELAY,
 )
 from ._errors import HandshakeError, ProtocolVersionError, RPCPluginError
 from ._handshake import (
@@ -270,10 +269,9 @@ class PluginServer:
             if self._stop_requested:
                 return
             self._stop_requested = True
-        timer = threading.Timer(SHUTDOWN_REPLY_DELAY, self.stop)
-        timer.name = "plugin-stop"
-        timer.daemon = True
-        timer.start()
+        # grpcio's stop lets in-flight RPCs finish within the grace period, so
+        # the Shutdown reply still leaves; the stop itself must not run here.
+        threading.Thread(target=self.stop, name="plugin-stop", daemon=True).start()
 
     def stop(self, grace: float | None = None) -> None:
         """Stop serving, wait for in-flight RPCs up to ``grace`` seconds, remove the socket."""

@@ -213,11 +213,12 @@ async def shut_down(client: Any, popen: Any, wait: float, result: dict[str, Any]
     await client.shutdown_plugin()
     if popen is not None:
         result["alive_after_shutdown_rpc"] = popen.poll() is None
-        if wait > 0 and popen.poll() is None:
-            loop = asyncio.get_running_loop()
-            # subprocess.TimeoutExpired: still running, close() will SIGTERM it.
-            with contextlib.suppress(Exception):
-                await loop.run_in_executor(None, popen.wait, wait)
+        if wait > 0:
+            if popen.poll() is None:
+                loop = asyncio.get_running_loop()
+                # subprocess.TimeoutExpired: still running, close() will SIGTERM it.
+                with contextlib.suppress(Exception):
+                    await loop.run_in_executor(None, popen.wait, wait)
             result["exited_within_shutdown_wait"] = popen.poll() is not None
     await client.close()
     result.setdefault("timings_ms", {})["shutdown"] = ms_since(t0)
