@@ -1,76 +1,151 @@
-"""Sequential unary echo: ``plugin.stub`` against raw grpcio on the same socket, one run.
+"""Sequential unary echo, 64 B and 1 MiB, unix and TCP, plaintext and mTLS.
 
-Both sides call the same plugin process: the library through ``plugin.stub``,
-raw grpcio through a channel made by hand to the same address with the same
-options. Blocks alternate (A, B, A, B, ...) so machine drift hits both alike;
-the ratio of medians is the result.
+Per (transport, TLS): our plugin through ``plugin.stub``; the raw grpcio server
+(``_raw_server.py``: the same servicer on a hand-written server, same options)
+through a hand-written channel; pyvider-rpcplugin's plugin through its own
+client. They alternate in chunks of about 20 ms (order rotating), and a round's
+ratio compares chunks that ran back to back. For plaintext a second alternation
+pits ``plugin.stub`` against a raw channel to *our* plugin process ("host
+path"): the host-side call path alone.
 
-    python -m benchmarks.bench_unary [--calls N] [--blocks N] [--payload BYTES]
+Every block starts a fresh plugin and raw server: a process's speed depends a
+little on how it happened to start (memory layout, how many pool threads it
+grew), a bias that interleaving cannot remove but fresh processes average out.
+(pyvider's plugin stays up for all blocks of a setup.)
+
+    python -m benchmarks.bench_unary [--quick]
 """
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import sys
-import time
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
-import grpc
-
-from pyvider_rpcplugin_sync import PluginProcess
-from pyvider_rpcplugin_sync._constants import UNLIMITED_MESSAGE_OPTIONS
 from pyvider_rpcplugin_sync.examples import echo_pb2, echo_pb2_grpc
 
-ECHO = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.echo_plugin"]
+from ._common import (
+    UNARY_BUDGET,
+    Alternation,
+    Row,
+    Settings,
+    Timed,
+    alternate,
+    alternation_row,
+    calibrate,
+    merge,
+    timed_calls,
+)
+from ._targets import PyviderUnavailable, PyviderWorker, RawServer, our_plugin, raw_channel
 
 
-def calls_per_second(call: Callable[[], object], calls: int) -> float:
-    begin = time.perf_counter()
-    for _ in range(calls):
-        call()
-    return calls / (time.perf_counter() - begin)
+def size_name(size: int) -> str:
+    return f"{size >> 20} MiB" if size >= 1 << 20 else f"{size} B"
 
 
-def measure(transport: str, calls: int, blocks: int, payload_size: int) -> dict[str, float]:
-    request = echo_pb2.EchoRequest(payload=b"x" * payload_size)
-    with PluginProcess(ECHO, tls=False, transport=transport, stub=echo_pb2_grpc.EchoStub) as plugin:
-        target = f"unix:{plugin.address}" if plugin.network == "unix" else plugin.address
-        with grpc.insecure_channel(target, options=UNLIMITED_MESSAGE_OPTIONS) as raw_channel:
-            raw = echo_pb2_grpc.EchoStub(raw_channel)
-            ours = plugin.stub
-            for stub in (raw, ours):  # warm-up: connections, caches
-                calls_per_second(lambda s=stub: s.Echo(request), calls // 4 or 1)
-            lib_rates, raw_rates = [], []
-            for _ in range(blocks):
-                lib_rates.append(calls_per_second(lambda: ours.Echo(request), calls))
-                raw_rates.append(calls_per_second(lambda: raw.Echo(request), calls))
-    ratios = [a / b for a, b in zip(lib_rates, raw_rates, strict=True)]
-    return {
-        "library_calls_per_s": statistics.median(lib_rates),
-        "raw_calls_per_s": statistics.median(raw_rates),
-        "ratio": statistics.median(ratios),
-        "ratio_min": min(ratios),
-        "ratio_max": max(ratios),
-    }
+def setup_name(transport: str, tls: bool) -> str:
+    return f"{transport} {'mTLS' if tls else 'plain'}"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=2000, help="calls per block")
-    parser.add_argument("--blocks", type=int, default=7, help="A/B block pairs")
-    parser.add_argument("--payload", type=int, default=64, help="payload bytes")
-    args = parser.parse_args(argv)
-    print(f"sequential unary echo, {args.payload} B, {args.blocks} x {args.calls} calls per side")
-    print(f"{'transport':<10} {'plugin.stub/s':>14} {'raw grpcio/s':>14} {'ratio':>7}  min-max")
-    for transport in ("unix", "tcp"):
-        r = measure(transport, args.calls, args.blocks, args.payload)
-        print(
-            f"{transport:<10} {r['library_calls_per_s']:>14,.0f} {r['raw_calls_per_s']:>14,.0f} "
-            f"{r['ratio']:>7.3f}  {r['ratio_min']:.3f}-{r['ratio_max']:.3f}"
+def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
+    rows: list[Row] = []
+    for transport, tls in settings.setups:
+        rows += measure_setup(transport, tls, settings, pyvider)
+    return rows
+
+
+@contextmanager
+def targets(transport: str, tls: bool) -> Iterator[tuple[dict[str, Any], Any]]:
+    """Fresh processes: (stubs "ours" and "raw", a raw stub to our plugin or None)."""
+    with our_plugin(transport, tls) as plugin, RawServer(transport, tls) as server:
+        raw_ch = server.channel()
+        # A raw channel to our own plugin needs the host's TLS identity, which the
+        # library keeps to itself: plaintext only.
+        same_ch = None if tls else raw_channel(plugin.network, plugin.address)
+        try:
+            stubs = {"ours": plugin.stub, "raw": echo_pb2_grpc.EchoStub(raw_ch)}
+            yield stubs, echo_pb2_grpc.EchoStub(same_ch) if same_ch else None
+        finally:
+            raw_ch.close()
+            if same_ch is not None:
+                same_ch.close()
+
+
+def measure_setup(
+    transport: str, tls: bool, settings: Settings, pyvider: PyviderWorker | None
+) -> list[Row]:
+    note = ""
+    if pyvider is not None:
+        try:  # pyvider's plugin stays up for the whole setup (it is not what we budget)
+            pyvider.call("open", transport=transport, tls=tls)
+        except PyviderUnavailable as exc:
+            note, pyvider = f"pyvider n/a: {exc}", None
+    try:
+        return measure_blocks(transport, tls, settings, pyvider, note)
+    finally:
+        if pyvider is not None:
+            pyvider.call("close")
+
+
+def measure_blocks(
+    transport: str, tls: bool, settings: Settings, pyvider: PyviderWorker | None, note: str
+) -> list[Row]:
+    parts: dict[int, list[Alternation]] = {size: [] for size in settings.payloads}
+    host_parts: dict[int, list[Alternation]] = {size: [] for size in settings.payloads}
+    shapes: dict[int, dict[str, int]] = {}
+    for _ in range(settings.blocks):
+        with targets(transport, tls) as (stubs, same):
+            for size in settings.payloads:
+                request = echo_pb2.EchoRequest(payload=b"x" * size)
+                if size not in shapes:
+                    raw_echo = stubs["raw"].Echo
+                    chunk = calibrate(lambda e=raw_echo, r=request: e(r), settings.chunk_seconds)
+                    rounds = max(3, round(settings.block_seconds / settings.chunk_seconds))
+                    shapes[size] = {"chunk": chunk, "rounds": rounds, "blocks": 1}
+                alt, host = measure_block(stubs, same, pyvider, request, shapes[size])
+                parts[size].append(alt)
+                if host is not None:
+                    host_parts[size].append(host)
+    rows = []
+    for size in settings.payloads:
+        key = f"unary.{size}.{transport}.{'mtls' if tls else 'plain'}"
+        title = f"unary {size_name(size)} {setup_name(transport, tls)}"
+        host = merge(host_parts[size]) if host_parts[size] else None
+        row = alternation_row(
+            key, title, merge(parts[size]), budget=UNARY_BUDGET, host_path=host, note=note
         )
-    return 0
+        row.extra.update(shapes[size])
+        rows.append(row)
+    return rows
+
+
+def measure_block(
+    stubs: dict[str, Any],
+    same: Any,
+    pyvider: PyviderWorker | None,
+    request: echo_pb2.EchoRequest,
+    shape: dict[str, int],
+) -> tuple[Alternation, Alternation | None]:
+    variants: dict[str, Timed] = {
+        name: timed_calls(lambda echo=stub.Echo: echo(request)) for name, stub in stubs.items()
+    }
+    if pyvider is not None:
+        size = len(request.payload)
+
+        def pyvider_calls(n: int) -> float:
+            return float(pyvider.call("unary", payload=size, calls=n)["seconds"])
+
+        variants["pyvider"] = pyvider_calls
+    alt = alternate(variants, "raw", **shape)
+    host_path = None
+    if same is not None:
+        pair = {"ours": variants["ours"], "same": timed_calls(lambda: same.Echo(request))}
+        host_path = alternate(pair, "same", **shape)
+    return alt, host_path
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from .__main__ import main
+
+    sys.exit(main(["--only", "unary", *sys.argv[1:]]))

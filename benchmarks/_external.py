@@ -1,0 +1,154 @@
+"""Rows from the benchmarks other modules own: the TLS bridge and the token bucket.
+
+- TLS bridge: runs ``python -m benchmarks.bench_tls`` (native grpcio mTLS vs the
+  ``ssl`` bridge with P-521 peers) and reads its 64-byte table and budget line. If
+  it is missing, fails, or prints something else, the row says n/a and why.
+- Token bucket: ``TokenBucket.try_acquire`` uncontended, timed as
+  ``bench_ratelimit.py`` does (several timed loops, median), granted and refused.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+
+from ._common import BUCKET_BUDGET, TLS_BRIDGE_BUDGET, Row, Settings, Stat, na_row
+from ._targets import HERE, ROOT, PyviderWorker, clean_environ
+
+TLS_KEY, TLS_TITLE = "tls_bridge", "TLS bridge (P-521) vs grpcio mTLS, 64 B"
+# bench_tls's table: "  <variant>  <calls/s>  <min>-<max>  <ratio>x  <median> (<min>-<max>)"
+_TLS_LINE = re.compile(
+    r"^\s+(?P<name>[\w-]+)\s+(?P<median>[\d,]+)\s+(?P<low>[\d,]+)-(?P<high>[\d,]+)\s+"
+    r"(?P<ratio>[\d.]+)x\s+(?P<rmed>[\d.]+) \((?P<rlow>[\d.]+)-(?P<rhigh>[\d.]+)\)"
+)
+_TLS_BUDGET_LINE = re.compile(r"budget: bridged .*?: (?P<ratio>[\d.]+)x")
+TLS_TIMEOUT = 300
+
+
+def _number(text: str) -> float:
+    return float(text.replace(",", ""))
+
+
+def parse_tls_output(text: str) -> Row:
+    """The 64-byte section of bench_tls's output as a row (n/a when it cannot be read)."""
+    variants: dict[str, dict[str, float]] = {}
+    for line in text.splitlines():
+        if line.strip().startswith("1 MiB"):
+            break  # only the 64-byte section
+        match = _TLS_LINE.match(line)
+        if match:
+            variants[match["name"]] = {
+                k: _number(v) for k, v in match.groupdict().items() if k != "name"
+            }
+    bridged, native = variants.get("bridged"), variants.get("native")
+    budget_line = _TLS_BUDGET_LINE.search(text)
+    if bridged is None or native is None:
+        return na_row(
+            TLS_KEY,
+            TLS_TITLE,
+            "calls/s",
+            "bench_tls printed no bridged/native rows",
+            TLS_BRIDGE_BUDGET,
+        )
+    row = Row(TLS_KEY, TLS_TITLE, "calls/s", budget=TLS_BRIDGE_BUDGET)
+    row.ours = Stat(bridged["median"], bridged["low"], bridged["high"], 0)
+    row.raw = Stat(native["median"], native["low"], native["high"], 0)
+    row.score = Stat(bridged["rmed"], bridged["rlow"], bridged["rhigh"], 0)
+    if budget_line:
+        row.extra["bench_tls_ratio_of_medians"] = float(budget_line["ratio"])
+    row.note = "from benchmarks/bench_tls.py (ours = bridged, raw = native grpcio mTLS)"
+    return row
+
+
+def run_tls_bridge(settings: Settings, pyvider: PyviderWorker | None = None) -> list[Row]:
+    if not (HERE / "bench_tls.py").exists():
+        return [
+            na_row(
+                TLS_KEY,
+                TLS_TITLE,
+                "calls/s",
+                "benchmarks/bench_tls.py is missing",
+                TLS_BRIDGE_BUDGET,
+            )
+        ]
+    argv = [sys.executable, "-m", "benchmarks.bench_tls", *settings.tls_bridge_args]
+    try:
+        done = subprocess.run(
+            argv,
+            check=False,
+            env=clean_environ(),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TLS_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired:
+        return [
+            na_row(
+                TLS_KEY,
+                TLS_TITLE,
+                "calls/s",
+                f"bench_tls took over {TLS_TIMEOUT} s",
+                TLS_BRIDGE_BUDGET,
+            )
+        ]
+    if done.returncode != 0:
+        tail = (done.stderr.strip().splitlines() or ["?"])[-1]
+        return [
+            na_row(
+                TLS_KEY,
+                TLS_TITLE,
+                "calls/s",
+                f"bench_tls exited {done.returncode}: {tail}",
+                TLS_BRIDGE_BUDGET,
+            )
+        ]
+    row = parse_tls_output(done.stdout)
+    row.extra["bench_tls_output"] = done.stdout
+    return [row]
+
+
+def ns_samples(func: Callable[[], object], calls: int, runs: int = 7) -> list[float]:
+    """CPU ns of this thread per call of ``func``, ``runs`` timed loops (loop overhead
+    included). Thread CPU time, not wall time: on a shared machine a wall clock
+    counts the neighbours' time slices as ours."""
+    samples = []
+    for _ in range(runs):
+        began = time.thread_time_ns()
+        for _ in range(calls):
+            func()
+        samples.append((time.thread_time_ns() - began) / calls)
+    return samples
+
+
+def run_bucket(settings: Settings, pyvider: PyviderWorker | None = None) -> list[Row]:
+    from pyvider_rpcplugin_sync import TokenBucket
+
+    lock = threading.Lock()
+
+    def bare_lock() -> None:
+        with lock:
+            pass
+
+    granted = TokenBucket(1e12, 1e12)  # always has tokens
+    refused = TokenBucket(1e-9, 1)  # never has tokens (after the first)
+    refused.try_acquire()
+    calls = settings.bucket_calls
+    reference = ns_samples(bare_lock, calls)
+    rows = []
+    for key, title, bucket in (
+        ("bucket.granted", "TokenBucket.try_acquire granted", granted),
+        ("bucket.refused", "TokenBucket.try_acquire refused", refused),
+    ):
+        samples = ns_samples(bucket.try_acquire, calls)
+        row = Row(key, title, "ns", ours=Stat.of(samples), raw=Stat.of(reference))
+        row.score, row.score_kind, row.budget = Stat.of(samples), "value", BUCKET_BUDGET
+        if key.endswith("granted"):
+            row.note = "thread CPU ns per call; raw column: `with threading.Lock(): pass`"
+        rows.append(row)
+    return rows
