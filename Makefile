@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint protos interop interop-deps bench clean
+.PHONY: install demo test lint protos interop interop-deps bench bench-quick clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ interop: $(STAMP) interop-deps
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
+
+# Under a minute; fails only on gross regressions, confirmed by a re-run.
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
 
 clean:
 	rm -rf $(VENV) .gocache .pytest_cache .mypy_cache .ruff_cache .hypothesis
