@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from ._reattach import ReattachConfig
     from ._serve import run_plugin, serve
     from ._server import PluginServer
+    from ._shared import SharedPlugin
 
 _LAZY = {
     "HandshakeConfig": "._handshake",
@@ -36,6 +37,7 @@ _LAZY = {
     "PluginServer": "._server",
     "ReattachConfig": "._reattach",
     "TokenBucket": "._ratelimit",
+    "SharedPlugin": "._shared",
     "run_plugin": "._serve",
     "serve": "._serve",
 }
@@ -46,6 +48,7 @@ __all__ = [
     # host side
     "PluginProcess",
     "ReattachConfig",
+    "SharedPlugin",
     # plugin side
     "PluginServer",
     "run_plugin",

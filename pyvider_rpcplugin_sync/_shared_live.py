@@ -1,0 +1,125 @@
+"""A SharedPlugin's running plugin and the early signs of its death (Linux /proc, pidfd)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import select
+import weakref
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2
+
+from ._constants import HEALTH_SERVICE, HEALTH_SERVICE_NAME
+from ._process import PluginProcess
+from ._runner import _status_of
+
+logger = logging.getLogger("pyvider_rpcplugin_sync.shared")
+
+# After the plugin's connection broke: how long a call waits for the process to exit.
+_DEATH_WAIT = 0.5
+_EXITED_NOHANG = os.WEXITED | os.WNOHANG | os.WNOWAIT
+_PF_EXITING = 0x4  # the kernel's flag of a task that is exiting (/proc/<pid>/stat)
+
+
+class Live:
+    """A running plugin, and the early signs of its death, cheap enough to check per call.
+
+    - ``/proc/<pid>/stat`` (kept open): PF_EXITING is set as soon as the process starts
+      to exit, before its sockets close; the exit itself (``waitid``) comes later;
+    - a health Watch stream, the canary: it ends when the plugin's connection does.
+    """
+
+    def __init__(self, plugin: PluginProcess, name: str) -> None:
+        self.plugin = plugin
+        self.suspect = False  # the canary died: the connection broke
+        self._stat = -1
+        with contextlib.suppress(OSError):
+            self._stat = os.open(f"/proc/{plugin.pid}/stat", os.O_RDONLY)
+        self._use_stat = self._stat >= 0
+        self._canary = self._watch(name)
+
+    def running(self) -> bool:
+        """False once the process began to exit (or cannot be checked that way)."""
+        if not self._use_stat:
+            return not self.exited()
+        try:
+            stat = os.pread(self._stat, 1024, 0)
+        except OSError:  # reaped
+            return False
+        return not int(stat[stat.rindex(b")") + 2 :].split(b" ", 7)[6]) & _PF_EXITING
+
+    def exited(self) -> bool:
+        """Whether the process has exited (asks the kernel, without reaping it)."""
+        pid = self.plugin.pid
+        if self.plugin.returncode is not None or pid is None:
+            return True
+        try:
+            return os.waitid(os.P_PID, pid, _EXITED_NOHANG) is not None
+        except ChildProcessError:  # reaped already
+            return True
+
+    def await_exit(self) -> None:
+        """When the process shows signs of death, wait (bounded) for it to exit."""
+        if self.running() and not self.suspect:
+            return
+        try:
+            fd = os.pidfd_open(self.plugin.pid or 0)
+        except (OSError, AttributeError):  # reaped, or no pidfd on this system
+            return
+        try:
+            poller = select.poll()
+            poller.register(fd, select.POLLIN)
+            poller.poll(_DEATH_WAIT * 1000)
+        finally:
+            os.close(fd)
+
+    def close(self, timeout: float | None) -> None:
+        """Close the plugin; the canary first, or the plugin's stop would wait for it."""
+        canary, self._canary = self._canary, None
+        if canary is not None:
+            canary.cancel()
+        self.plugin.close(timeout)
+
+    def trust_only_exit(self) -> None:
+        """The signs were wrong (it lives on): from now on only its exit counts."""
+        self.suspect = self._use_stat = False
+        self._canary = None  # the fd stays open: other threads may be reading it
+
+    def _watch(self, name: str) -> Any:
+        ref = weakref.ref(self)
+
+        def ended(call: Any) -> None:
+            live = ref()
+            if live is not None and call.code() != grpc.StatusCode.UNIMPLEMENTED:
+                live.suspect = True
+
+        try:
+            call = self.plugin.channel.unary_stream(
+                f"/{HEALTH_SERVICE}/Watch",
+                request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+                response_deserializer=health_pb2.HealthCheckResponse.FromString,
+            )(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE_NAME))
+            call.add_done_callback(ended)
+        except Exception:  # no canary: deaths are still seen, a little later
+            logger.debug("no health Watch on plugin %s", name, exc_info=True)
+            return None
+        return call
+
+    def __del__(self) -> None:
+        if self._stat >= 0:
+            os.close(self._stat)
+
+
+def exit_code(plugin: PluginProcess) -> int | None:
+    """The exit code of a plugin that exited, even before its watcher thread ran."""
+    code = plugin.returncode
+    if code is None and plugin.pid is not None:
+        try:
+            result = os.waitid(os.P_PID, plugin.pid, _EXITED_NOHANG)
+        except ChildProcessError:
+            return None
+        code = _status_of(result) if result is not None else None
+    return code
