@@ -7,26 +7,11 @@ found by scanning /proc rather than by waiting, so an unreaped child counts too.
 from __future__ import annotations
 
 import logging
-import os
-import signal
 from collections.abc import Iterator
 
 import pytest
-from process_helpers import Records, child_processes
-
-
-@pytest.fixture(autouse=True)
-def no_child_left_behind() -> Iterator[None]:
-    before = set(child_processes())
-    yield
-    left = {pid: what for pid, what in child_processes().items() if pid not in before}
-    for pid in left:  # do not let one leak break the following tests
-        try:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-    assert not left, f"test left child processes behind: {left}"
+from proc_scan import no_child_left_behind  # noqa: F401  (an autouse fixture)
+from process_helpers import Records
 
 
 @pytest.fixture

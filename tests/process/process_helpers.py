@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from pathlib import Path
+
+from proc_scan import child_processes  # noqa: F401  (re-exported for the tests)
 
 PYTHON = sys.executable
 SCENARIOS = Path(__file__).parent / "scenarios"
@@ -17,26 +18,6 @@ KV = [PYTHON, "-m", "pyvider_rpcplugin_sync.examples.kv_plugin"]
 def scenario(name: str, *args: str) -> list[str]:
     """argv of a scenario plugin in tests/process/scenarios."""
     return [PYTHON, str(SCENARIOS / f"{name}.py"), *args]
-
-
-def child_processes(parent: int | None = None) -> dict[int, str]:
-    """pid -> "comm state" of every process whose parent is ``parent`` (default: us)."""
-    parent = os.getpid() if parent is None else parent
-    found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if int(ppid) == parent:
-            found[int(entry)] = f"{comm} {state}"
-    return found
 
 
 class Records(logging.Handler):

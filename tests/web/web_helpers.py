@@ -17,31 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from proc_scan import child_processes
+
 PYTHON = sys.executable
 REQUEST_TIMEOUT = 10.0
 
 
 # --- processes ------------------------------------------------------------------------------
-
-
-def child_processes(parent: int | None = None) -> dict[int, str]:
-    """pid -> "comm state" of every process whose parent is ``parent`` (default: us)."""
-    parent = os.getpid() if parent is None else parent
-    found: dict[int, str] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue  # gone meanwhile
-        # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if int(ppid) == parent:
-            found[int(entry)] = f"{comm} {state}"
-    return found
 
 
 def cmdline(pid: int) -> str:
