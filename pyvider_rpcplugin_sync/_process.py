@@ -56,6 +56,7 @@ from ._host_env import (
     resolve_executable,
     verify_checksum,
 )
+from ._host_guard import GuardedChannel, Translate
 from ._host_stdio import BrokerStream, StderrLog, StdioSink, StdioStream, plugin_logger_name
 from ._reattach import ReattachConfig, reattach_version
 from ._runner import Child, PidWatch, Stdin, pid_alive
@@ -67,8 +68,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
 _NEW, _STARTING, _RUNNING, _CLOSED = "new", "starting", "running", "closed"
-# A failed call right after the plugin died: how long to wait for the reaper to notice.
-_DEATH_NOTICE = 0.1
+# A failed call right after the plugin died: how long to wait for the reaper to notice
+# (the plugin's sockets close a moment before its exit can be waited for).
+_DEATH_NOTICE = 0.5
 
 
 class HostOptions(TypedDict, total=False):
@@ -341,8 +343,33 @@ class PluginProcess:
         shared = channel
         if self._interceptor is not None:
             shared = grpc.intercept_channel(channel, self._interceptor)
+        shared = GuardedChannel(
+            shared, self._closed_translator(), intercepted=self._interceptor is not None
+        )
         self._channel = shared
         self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
+
+    def _closed_translator(self) -> Translate:
+        ref = weakref.ref(self)  # stubs must not keep the host alive
+
+        def translate(exc: BaseException) -> PluginClosed | None:
+            plugin = ref()
+            if plugin is None:
+                return PluginClosed("the plugin is closed")
+            return plugin._closed_error()
+
+        return translate
+
+    def _closed_error(self) -> PluginClosed | None:
+        """Why a call failed, if the plugin is closed or dead; None when it is running."""
+        if self._state == _RUNNING and not self._dead:
+            res = self._res
+            exited = res.child.exited if res.child else res.watch.exited if res.watch else None
+            if exited is None or not exited.wait(_DEATH_NOTICE):
+                return None
+            self._dead = True  # the exit callback may still be on its way
+        error = self._unusable("call")
+        return error if isinstance(error, PluginClosed) else None
 
     @property
     def _short_name(self) -> str:

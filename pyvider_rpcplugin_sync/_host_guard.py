@@ -1,0 +1,185 @@
+"""The channel handed to users: failures caused by a closed or dead plugin become PluginClosed.
+
+Stubs keep the multicallables of the channel they were built on. After ``close()``
+grpc's closed channel raises a bare ``ValueError``, and a call racing the plugin's
+death gets ``UNAVAILABLE`` before the reaper has noticed. :class:`GuardedChannel`
+wraps each multicallable in one thin call frame whose ``try`` costs nothing
+until something fails; only then is the host asked what the failure means
+(``benchmarks/bench_unary.py`` measures the frame against raw grpcio). This is
+not a grpc interceptor: no per-call objects, no continuation, no metadata copy.
+
+``future()`` results are guarded too (one proxy per future). Stream iterators
+are guarded only behind an interceptor (``rate_limit=``), which defers even the
+closed-channel error to the first message; elsewhere a stream that was open when
+the plugin died raises grpc's own error from its iterator, as a proxy there
+would cost a frame on every message.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from ._errors import PluginClosed
+
+# Given the exception of a failed call: the PluginClosed it means, or None (not ours).
+Translate = Callable[[BaseException], PluginClosed | None]
+
+# What a call on a closed channel says (grpc 1.5x-1.8x, blocking and streaming paths).
+_CLOSED_WORDS = ("closed channel", "Channel closed")
+# Status codes of calls cut by a close() or by the plugin's death.
+_CUT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+
+def may_mean_closed(exc: BaseException) -> bool:
+    """Cheap first test: could this failure come from a closed channel or a dead plugin?"""
+    if isinstance(exc, grpc.RpcError):
+        code = getattr(exc, "code", None)
+        return callable(code) and code() in _CUT_CODES
+    return isinstance(exc, ValueError) and any(word in str(exc) for word in _CLOSED_WORDS)
+
+
+class GuardedChannel(grpc.Channel):  # type: ignore[misc]
+    """A ``grpc.Channel`` delegating to ``inner``; its multicallables translate closures."""
+
+    __slots__ = ("_inner", "_streams", "_translate")
+
+    def __init__(self, inner: grpc.Channel, translate: Translate, *, intercepted: bool) -> None:
+        self._inner = inner
+        self._translate = translate
+        self._streams = _GuardedStreaming if intercepted else _Streaming
+
+    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _UnaryUnary(self._inner.unary_unary(method, *args, **kwargs), self._translate)
+
+    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._streams(self._inner.unary_stream(method, *args, **kwargs), self._translate)
+
+    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return _UnaryUnary(self._inner.stream_unary(method, *args, **kwargs), self._translate)
+
+    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return self._streams(self._inner.stream_stream(method, *args, **kwargs), self._translate)
+
+    def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
+        self._inner.subscribe(callback, try_to_connect)
+
+    def unsubscribe(self, callback: Any) -> None:
+        self._inner.unsubscribe(callback)
+
+    def close(self) -> None:
+        self._inner.close()
+
+    def __enter__(self) -> GuardedChannel:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+class _Guarded:
+    __slots__ = ("_inner", "_translate")
+
+    def __init__(self, inner: Any, translate: Translate) -> None:
+        self._inner = inner
+        self._translate = translate
+
+    def _closed(self, exc: BaseException) -> PluginClosed | None:
+        return self._translate(exc) if may_mean_closed(exc) else None
+
+
+class _UnaryUnary(_Guarded):
+    """Unary or stream-unary: ``__call__``, ``with_call`` and ``future``."""
+
+    __slots__ = ()
+
+    def __call__(  # noqa: PLR0917 - grpc's signature, passed on positionally (fastest)
+        self,
+        request: Any,
+        timeout: float | None = None,
+        metadata: Any = None,
+        credentials: Any = None,
+        wait_for_ready: bool | None = None,
+        compression: Any = None,
+    ) -> Any:
+        try:
+            return self._inner(request, timeout, metadata, credentials, wait_for_ready, compression)
+        except (ValueError, grpc.RpcError) as exc:
+            closed = self._closed(exc)
+            if closed is None:
+                raise
+            raise closed from None
+
+    def with_call(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._inner.with_call(request, *args, **kwargs)
+        except (ValueError, grpc.RpcError) as exc:
+            closed = self._closed(exc)
+            if closed is None:
+                raise
+            raise closed from None
+
+    def future(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return _Result(self._inner.future(request, *args, **kwargs), self._translate)
+        except ValueError as exc:
+            closed = self._closed(exc)
+            if closed is None:
+                raise
+            raise closed from None
+
+
+class _Streaming(_Guarded):
+    """Unary-stream or stream-stream: the call itself fails on a closed channel."""
+
+    __slots__ = ()
+
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return self._inner(request, *args, **kwargs)
+        except ValueError as exc:
+            closed = self._closed(exc)
+            if closed is None:
+                raise
+            raise closed from None
+
+
+class _GuardedStreaming(_Streaming):
+    """Streams behind an interceptor: the iterator is guarded too."""
+
+    __slots__ = ()
+
+    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
+        return _Result(super().__call__(request, *args, **kwargs), self._translate)
+
+
+class _Result(_Guarded):
+    """A call's future or response iterator; everything else is the call's own."""
+
+    __slots__ = ()
+
+    def result(self, timeout: float | None = None) -> Any:
+        try:
+            return self._inner.result(timeout)
+        except (ValueError, grpc.RpcError) as exc:
+            closed = self._closed(exc)
+            if closed is None:
+                raise
+            raise closed from None
+
+    def __iter__(self) -> _Result:
+        return self
+
+    def __next__(self) -> Any:
+        try:
+            return next(self._inner)
+        except (ValueError, grpc.RpcError) as exc:
+            closed = self._closed(exc)
+            if closed is None:
+                raise
+            raise closed from None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
