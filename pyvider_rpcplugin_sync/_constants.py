@@ -7,6 +7,7 @@ read them. Values that come from go-plugin cite the file they come from in
 
 from __future__ import annotations
 
+import sys
 from typing import Final
 
 # --- handshake (protocol.md §2) ------------------------------------------------
@@ -48,7 +49,8 @@ DEFAULT_MAX_PORT: Final = 25000
 # --- sockets ------------------------------------------------------------------
 
 # sun_path is 108 bytes on Linux including the NUL; grpcio binds 107, fails at 108.
-MAX_UNIX_SOCKET_PATH: Final = 107
+# macOS and the BSDs have 104.
+MAX_UNIX_SOCKET_PATH: Final = 107 if sys.platform.startswith("linux") else 103
 SOCKET_DIR_PREFIX: Final = "pyvider-plugin-"
 SOCKET_FILE_PREFIX: Final = "plugin"
 LOOPBACK_HOST: Final = "127.0.0.1"

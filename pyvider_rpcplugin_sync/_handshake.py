@@ -32,6 +32,9 @@ from ._constants import (
     PROTOCOL_NETRPC,
 )
 from ._errors import HandshakeError, ProtocolVersionError
+from ._goparse import go_atoi, tcp_address, unix_path_problem
+
+__all__ = ["go_atoi"]  # re-exported: the protocol's number rule lives with the line
 
 NOT_A_HOST_MESSAGE = (
     "This binary is a plugin. These are not meant to be executed directly.\n"
@@ -121,6 +124,7 @@ def parse_handshake(text: str) -> HandshakeLine:
         )
     if not address:
         raise HandshakeError("the handshake has an empty address field")
+    address = _checked_address(network, address)
     protocol = parts[4] if len(parts) > 4 and parts[4] else PROTOCOL_NETRPC
     cert = parts[5] if len(parts) > 5 else ""
     if len(cert) <= MIN_CERT_FIELD_LENGTH:
@@ -155,11 +159,31 @@ def validate_handshake(line: HandshakeLine, accepted_versions: Iterable[int]) ->
 
 def _parse_int(text: str, what: str) -> int:
     try:
-        return int(text, 10)
+        return go_atoi(text)
     except ValueError:
         raise HandshakeError(
             f"error parsing {what}: {text[:40]!r} is not a number",
-            hint="the first two handshake fields are decimal integers",
+            hint="the first two handshake fields are decimal integers (ASCII digits only)",
+        ) from None
+
+
+def _checked_address(network: str, address: str) -> str:
+    """The address as go-plugin's host reads it (protocol.md §2.6), or HandshakeError."""
+    if network == NETWORK_UNIX:
+        problem = unix_path_problem(address)
+        if problem is None:
+            return address
+        raise HandshakeError(
+            f"the plugin's {problem}: {address[:60]!r}...",
+            hint="the plugin must create its socket in a shorter directory "
+            "(PLUGIN_UNIX_SOCKET_DIR or TMPDIR)",
+        )
+    try:
+        return tcp_address(address)
+    except ValueError as exc:
+        raise HandshakeError(
+            f"invalid tcp address {address[:80]!r} in the handshake: {exc}",
+            hint="the plugin must print host:port with a port in 1..65535",
         ) from None
 
 
@@ -205,7 +229,7 @@ def parse_protocol_versions(text: str | None) -> tuple[tuple[int, ...], tuple[st
     rejected: list[str] = []
     for entry in text.split(","):
         try:
-            valid.append(int(entry.strip(), 10))
+            valid.append(go_atoi(entry))
         except ValueError:
             rejected.append(entry)
     return tuple(valid), tuple(rejected)

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyvider_rpcplugin_sync import HandshakeConfig, HandshakeError, ProtocolVersionError
+from pyvider_rpcplugin_sync._constants import MAX_UNIX_SOCKET_PATH
 from pyvider_rpcplugin_sync._handshake import (
     HandshakeLine,
     cookie_matches,
@@ -34,15 +35,30 @@ cert_fields = st.one_of(
     st.just(""),
     st.binary(min_size=40, max_size=900).map(encode_cert_field),
 )
-lines = st.builds(
-    HandshakeLine,
-    core_version=st.integers(0, 10**6),
-    app_version=st.integers(0, 10**6),
-    network=st.sampled_from(["unix", "tcp"]),
-    address=field_text.filter(lambda s: s == s.strip()),
-    protocol=st.sampled_from(["grpc", "netrpc"]),
-    server_cert=cert_fields,
-    multiplex=st.sampled_from([None, True, False]),
+# What a Go host can use: a path that fits sun_path, or a canonical host:port.
+unix_paths = field_text.filter(
+    lambda s: s == s.strip() and len(s.encode("utf-8")) <= MAX_UNIX_SOCKET_PATH
+)
+tcp_hosts = st.one_of(
+    st.from_regex(r"[a-z0-9.-]{1,40}", fullmatch=True),
+    st.ip_addresses(v=4).map(str),
+    st.ip_addresses(v=6).map(lambda ip: f"[{ip}]"),
+)
+tcp_addresses = st.builds(lambda host, port: f"{host}:{port}", tcp_hosts, st.integers(1, 65535))
+endpoints = st.one_of(
+    st.tuples(st.just("unix"), unix_paths), st.tuples(st.just("tcp"), tcp_addresses)
+)
+lines = endpoints.flatmap(
+    lambda endpoint: st.builds(
+        HandshakeLine,
+        core_version=st.integers(0, 10**6),
+        app_version=st.integers(0, 10**6),
+        network=st.just(endpoint[0]),
+        address=st.just(endpoint[1]),
+        protocol=st.sampled_from(["grpc", "netrpc"]),
+        server_cert=cert_fields,
+        multiplex=st.sampled_from([None, True, False]),
+    )
 )
 
 
