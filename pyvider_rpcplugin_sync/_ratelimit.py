@@ -234,24 +234,24 @@ def bucket_from_env(environ: Mapping[str, str] | None = None) -> TokenBucket | N
     """The bucket that ``PLUGIN_RATE_LIMIT_*`` asks for, or None when not enabled.
 
     Defaults when enabled: 100 requests/s and a burst equal to the rate (at least 1).
+    Every variable that is set is checked, enabled or not: a typo must not sit
+    unnoticed until someone turns the limit on.
     """
     env = os.environ if environ is None else environ
     enabled = env.get(ENV_RATE_LIMIT_ENABLED, "").strip().lower()
-    if enabled in _FALSE_WORDS:
-        return None
-    if enabled not in _TRUE_WORDS:
+    if enabled not in _TRUE_WORDS and enabled not in _FALSE_WORDS:
         raise ValueError(
             f"{ENV_RATE_LIMIT_ENABLED}={env[ENV_RATE_LIMIT_ENABLED]!r}: "
             "expected true/1/yes/on or false/0/no/off"
         )
     rate = _env_number(env, ENV_RATE_LIMIT_REQUESTS_PER_SECOND)
-    if rate is None:
-        rate = DEFAULT_RATE_LIMIT_REQUESTS_PER_SECOND
     burst = _env_number(env, ENV_RATE_LIMIT_BURST_CAPACITY)
-    if burst is None:
-        burst = max(rate, 1.0)
-    elif burst < 1:
+    if burst is not None and burst < 1:
         raise ValueError(
             f"{ENV_RATE_LIMIT_BURST_CAPACITY}={burst:g} must be at least 1 (a call needs a token)"
         )
-    return TokenBucket(rate, burst)
+    if enabled in _FALSE_WORDS:
+        return None
+    if rate is None:
+        rate = DEFAULT_RATE_LIMIT_REQUESTS_PER_SECOND
+    return TokenBucket(rate, max(rate, 1.0) if burst is None else burst)

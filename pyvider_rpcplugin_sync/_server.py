@@ -309,14 +309,15 @@ def _rate_limit_interceptors(
     environ: Mapping[str, str],
 ) -> tuple[grpc.ServerInterceptor, ...]:
     """The limiter, only when a limit is set: no interceptor on an unlimited server."""
+    try:  # checked even when the code sets the limit: a bad variable is a mistake
+        from_env = bucket_from_env(environ)
+    except ValueError as exc:
+        raise RPCPluginError(
+            f"invalid rate limit configuration: {exc}",
+            hint="PLUGIN_RATE_LIMIT_* must be positive numbers (and ENABLED true or false)",
+        ) from None
     if bucket is None and not per_method:
-        try:
-            bucket = bucket_from_env(environ)
-        except ValueError as exc:
-            raise RPCPluginError(
-                f"invalid rate limit configuration: {exc}",
-                hint="PLUGIN_RATE_LIMIT_* must be positive numbers (and ENABLED true or false)",
-            ) from None
+        bucket = from_env
     if bucket is None and not per_method:
         return ()
     from ._ratelimit_grpc import RateLimitServerInterceptor

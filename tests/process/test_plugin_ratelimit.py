@@ -48,3 +48,11 @@ def test_invalid_rate_limit_environment_is_a_clear_start_failure() -> None:
     assert "invalid rate limit configuration" in result.stderr
     assert "PLUGIN_RATE_LIMIT_REQUESTS_PER_SECOND" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_invalid_rate_limit_environment_fails_even_when_not_enabled() -> None:
+    env = {"PLUGIN_RATE_LIMIT_BURST_CAPACITY": "lots"}
+    result = run_to_exit(KV, {**LIMITED, "PLUGIN_RATE_LIMIT_ENABLED": "false", **env})
+    assert result.returncode == 1
+    assert "PLUGIN_RATE_LIMIT_BURST_CAPACITY='lots' is not a number" in result.stderr
+    assert "Traceback" not in result.stderr

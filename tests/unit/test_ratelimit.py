@@ -388,6 +388,17 @@ class TestBucketFromEnv:
         with pytest.raises(ValueError, match=var):
             bucket_from_env({ENABLED: "true", var: text})
 
+    @pytest.mark.parametrize("enabled", [None, "", "false", "0", "off"])
+    @pytest.mark.parametrize("var", [RATE, BURST])
+    def test_invalid_numbers_are_refused_even_when_disabled(
+        self, enabled: str | None, var: str
+    ) -> None:
+        env = {var: "fast"} if enabled is None else {ENABLED: enabled, var: "fast"}
+        with pytest.raises(ValueError, match=var):
+            bucket_from_env(env)
+        with pytest.raises(ValueError, match=BURST):
+            bucket_from_env({BURST: "0.5"})
+
     def test_burst_below_one_is_refused(self) -> None:
         with pytest.raises(ValueError, match=f"{BURST}.*at least 1"):
             bucket_from_env({ENABLED: "true", BURST: "0.5"})
