@@ -43,6 +43,8 @@ logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 # Go plugins stop hard inside Shutdown: the host then sees UNAVAILABLE or CANCELLED.
 _SHUTDOWN_OK = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 _TLS_WORDS = ("ssl", "handshake", "tsi_", "certificate")
+# grpc's words for an HTTP/2 answer without gRPC framing (a 404 reads as UNIMPLEMENTED).
+_NOT_GRPC_WORDS = "http2 header with status"
 SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
@@ -200,6 +202,11 @@ def wait_connected(channel: grpc.Channel, timeout: float, target: str, route: Ro
         health_check(channel, timeout)
     except grpc.RpcError as exc:
         if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            if _NOT_GRPC_WORDS in (exc.details() or "").lower():
+                raise TransportError(
+                    f"the peer at {target} is not a gRPC server: {exc.details()}",
+                    hint="the handshake line points at an HTTP/2 server that is no plugin",
+                ) from None
             return
         reason = route.bridge.last_error if route.bridge is not None else None
         if reason and reason.startswith("could not connect"):

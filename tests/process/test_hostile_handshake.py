@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from process_helpers import ECHO, scenario
 
-from pyvider_rpcplugin_sync import HandshakeError
+from pyvider_rpcplugin_sync import HandshakeError, TransportError
 from pyvider_rpcplugin_sync._process import PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
@@ -42,3 +42,9 @@ def test_overlong_unix_path_fails_cleanly_and_quietly(capfd: pytest.CaptureFixtu
         PluginProcess(raw_line(f"1|1|unix|{path}|grpc|"), tls=False).start()
     # grpc's C core logs straight to fd 2; nothing of it may appear.
     assert capfd.readouterr().err == ""
+
+
+def test_http2_server_that_is_not_grpc_is_refused() -> None:
+    # Its 404 reads as UNIMPLEMENTED, which a gRPC plugin without health also says.
+    with pytest.raises(TransportError, match="not a gRPC server"):
+        PluginProcess(scenario("http2_404"), tls=False).start()
