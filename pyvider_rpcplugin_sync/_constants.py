@@ -126,3 +126,11 @@ DEFAULT_RATE_LIMIT_REQUESTS_PER_SECOND: Final = 100.0
 # Denials are logged at most this often (seconds), each line with a count.
 DENIAL_LOG_INTERVAL: Final = 1.0
 RATE_LIMIT_MODES: Final = ("wait", "fail")
+
+# --- supervision and portability -------------------------------------------------
+
+# "1": use the POSIX fallbacks even where Linux's pidfd, /proc and process_group
+# work (how CI proves that the library works without them, e.g. on macOS).
+ENV_POSIX_FALLBACKS: Final = "PYVIDER_RPCPLUGIN_POSIX_FALLBACKS"
+# After the host died: how long its plugins get after SIGTERM before SIGKILL.
+ORPHAN_TERM_GRACE: Final = 0.5

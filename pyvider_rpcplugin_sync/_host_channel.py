@@ -8,8 +8,11 @@ through the raw channel, never through the rate limiter.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
+import stat
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +34,7 @@ from ._handshake import HandshakeLine
 from ._host_stdio import BrokerStream, StdioStream
 from ._protos.goplugin_pb2 import Empty
 from ._runner import Child, PidWatch
+from ._supervisor import release_directory, release_socket, watch_socket
 
 if TYPE_CHECKING:
     from ._ratelimit import TokenBucket
@@ -63,6 +67,18 @@ class HostResources:
         self.stdio: StdioStream | None = None
         self.bridge: BridgeClient | None = None
         self.socket_dir: str | None = None
+        # The plugin's unix socket when it is not in socket_dir (go-plugin < 1.5
+        # ignores PLUGIN_UNIX_SOCKET_DIR and uses its TMPDIR).
+        self.plugin_socket: str | None = None
+
+    def adopt_socket(self, line: HandshakeLine) -> None:
+        """Make sure the plugin's socket file goes with it, even where it put it."""
+        if line.network != NETWORK_UNIX or self.plugin_socket is not None:
+            return
+        if self.socket_dir is not None and os.path.dirname(line.address) == self.socket_dir:
+            return  # removed with the directory
+        self.plugin_socket = line.address
+        watch_socket(line.address)
 
     def shutdown(self, grace: float, reattached: ReattachConfig | None, name: str) -> None:
         """go-plugin's Kill: close the broker, ``Shutdown``, wait ``grace``, then signals.
@@ -114,7 +130,20 @@ class HostResources:
             self.bridge = None
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
+            release_directory(self.socket_dir)
             self.socket_dir = None
+        if self.plugin_socket is not None:
+            remove_own_socket(self.plugin_socket)
+            release_socket(self.plugin_socket)
+            self.plugin_socket = None
+
+
+def remove_own_socket(path: str) -> None:
+    """Unlink ``path`` if it is a socket of this user (never a file a plugin named)."""
+    with contextlib.suppress(OSError):
+        info = os.lstat(path)
+        if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid():
+            os.unlink(path)
 
 
 def target_of(network: str, address: str) -> str:

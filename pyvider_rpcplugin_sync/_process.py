@@ -60,6 +60,7 @@ from ._host_guard import GuardedChannel, Translate
 from ._host_stdio import BrokerStream, StderrLog, StdioSink, StdioStream, plugin_logger_name
 from ._reattach import ReattachConfig, reattach_version
 from ._runner import Child, PidWatch, Stdin, pid_alive
+from ._supervisor import watch_directory
 
 if TYPE_CHECKING:
     from ._ratelimit import TokenBucket
@@ -273,6 +274,8 @@ class PluginProcess:
 
             identity = generate_identity()
         socket_dir = self._res.socket_dir = make_socket_dir(self._transport)
+        if socket_dir is not None:
+            watch_directory(socket_dir)  # removed by the supervisor if this host dies
         env = plugin_environment(
             self._environ,
             self._handshake,
@@ -290,6 +293,7 @@ class PluginProcess:
             name=self._short_name,
         )
         line = parse_handshake(child.read_handshake(self._start_timeout))
+        self._res.adopt_socket(line)
         self.negotiated_version = _validate(line, self._handshake.protocol_versions)
         self.handshake_line = line
         route = route_to(line, identity, socket_dir)

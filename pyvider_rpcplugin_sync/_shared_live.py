@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import select
@@ -13,6 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from ._constants import HEALTH_SERVICE, HEALTH_SERVICE_NAME
+from ._platform import open_proc_stat, pidfd_open
 from ._process import PluginProcess
 from ._runner import _status_of
 
@@ -35,9 +35,7 @@ class Live:
     def __init__(self, plugin: PluginProcess, name: str) -> None:
         self.plugin = plugin
         self.suspect = False  # the canary died: the connection broke
-        self._stat = -1
-        with contextlib.suppress(OSError):
-            self._stat = os.open(f"/proc/{plugin.pid}/stat", os.O_RDONLY)
+        self._stat = open_proc_stat(plugin.pid or 0)
         self._use_stat = self._stat >= 0
         self._canary = self._watch(name)
 
@@ -65,9 +63,11 @@ class Live:
         """When the process shows signs of death, wait (bounded) for it to exit."""
         if self.running() and not self.suspect:
             return
-        try:
-            fd = os.pidfd_open(self.plugin.pid or 0)
-        except (OSError, AttributeError):  # reaped, or no pidfd on this system
+        fd = pidfd_open(self.plugin.pid or 0)
+        if fd is None:  # reaped already, or no pidfd: the reaper thread tells
+            child = self.plugin._res.child
+            if child is not None:
+                child.exited.wait(_DEATH_WAIT)
             return
         try:
             poller = select.poll()

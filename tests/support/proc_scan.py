@@ -8,9 +8,23 @@ from collections.abc import Iterator
 
 import pytest
 
+SUPERVISOR_PROGRAM = b"_supervisor_main.py"
+
+
+def is_supervisor(pid: int) -> bool:
+    """The host's plugin supervisor (one per host process, by design), not a leak."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return any(arg.endswith(SUPERVISOR_PROGRAM) for arg in handle.read().split(b"\0"))
+    except OSError:
+        return False
+
 
 def child_processes(parent: int | None = None) -> dict[int, str]:
-    """pid -> "comm state" of every process whose parent is ``parent`` (default: us)."""
+    """pid -> "comm state" of every process whose parent is ``parent`` (default: us).
+
+    The plugin supervisor's first process (it forks and exits at once) is left out.
+    """
     parent = os.getpid() if parent is None else parent
     found: dict[int, str] = {}
     for entry in os.listdir("/proc"):
@@ -24,7 +38,7 @@ def child_processes(parent: int | None = None) -> dict[int, str]:
         # "pid (comm) state ppid ...": comm may hold spaces and parentheses.
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if int(ppid) == parent:
+        if int(ppid) == parent and not is_supervisor(int(entry)):
             found[int(entry)] = f"{comm} {state}"
     return found
 

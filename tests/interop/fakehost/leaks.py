@@ -14,6 +14,8 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from proc_scan import is_supervisor
+
 MARKER_VAR = "PYVIDER_INTEROP_MARKER"  # the same name as the other interop tests
 
 
@@ -30,7 +32,7 @@ def child_processes(parent: int | None = None) -> dict[int, str]:
             continue
         comm = stat[stat.index("(") + 1 : stat.rindex(")")]
         state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
-        if int(ppid) == parent:
+        if int(ppid) == parent and not is_supervisor(int(entry.name)):
             found[int(entry.name)] = f"{comm} {state}"
     return found
 

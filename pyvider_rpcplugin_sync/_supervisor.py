@@ -1,0 +1,131 @@
+"""Nothing left behind when the host dies, whatever the plugin is written in.
+
+Our own plugins watch their parent, but go-plugin's Go plugins (and most others)
+do not: after a host's SIGKILL they would run on, orphaned, and the host's
+socket directory would stay. One small supervisor process per host
+(``_supervisor_main.py``) holds the read end of a pipe whose write end only the
+host holds. The host registers each plugin's process group and each socket
+directory as it makes them, and unregisters them once reaped or removed; when
+the host dies, the kernel closes the pipe and the supervisor stops what is
+still registered. A spawn costs one ``write`` to the pipe; the supervisor is
+started once per host process, on the first plugin.
+
+Not a parent-death signal: ``PR_SET_PDEATHSIG`` fires when the *thread* that
+spawned the child exits, exists only on Linux, and misses the plugin's children.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from ._constants import ORPHAN_TERM_GRACE
+from ._platform import own_group_options, posix_fallbacks_forced
+
+logger = logging.getLogger("pyvider_rpcplugin_sync.host")
+
+_PROGRAM = str(Path(__file__).with_name("_supervisor_main.py"))
+
+
+class _Supervisor:
+    """This process's supervisor: the pipe to it and what is registered there."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.fd = -1
+        self.groups: set[int] = set()
+        self.paths: set[str] = set()  # "d+ HEX" / "s+ HEX" lines
+
+    def send(self, line: str) -> None:
+        with self.lock:
+            self._apply(line)
+            if self.fd < 0 and not self._start():
+                return
+            try:
+                os.write(self.fd, line.encode() + b"\n")
+            except OSError:  # it died (killed by someone): a new one gets the full list
+                os.close(self.fd)
+                self.fd = -1
+                self._start()
+
+    def _apply(self, line: str) -> None:
+        kind, value = line.split(" ", 1)
+        if kind[0] == "g":
+            (self.groups.add if kind == "g+" else self.groups.discard)(int(value))
+        elif kind[1] == "+":
+            self.paths.add(line)
+        else:
+            self.paths.discard(f"{kind[0]}+ {value}")
+
+    def _start(self) -> bool:
+        if not sys.executable:
+            logger.debug("no sys.executable: plugins are not supervised against host death")
+            return False
+        read_end, write_end = os.pipe()
+        argv = [sys.executable, "-I", "-S", _PROGRAM, str(ORPHAN_TERM_GRACE)]
+        if posix_fallbacks_forced():
+            argv.append("--posix")
+        try:
+            first = subprocess.Popen(
+                argv,
+                stdin=read_end,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env={},  # nothing of the host's (markers, secrets) reaches it
+                close_fds=True,
+                **own_group_options(),  # a signal to the host's group must not reach it
+            )
+        except OSError as exc:
+            os.close(read_end)
+            os.close(write_end)
+            logger.warning("could not start the plugin supervisor: %s", exc)
+            return False
+        os.close(read_end)
+        self.fd = write_end
+        # It forks and exits at once; reap it off the spawn path.
+        threading.Thread(target=first.wait, name="plugin-supervisor-reap", daemon=True).start()
+        replay = [f"g+ {group}" for group in self.groups] + sorted(self.paths)
+        if replay:
+            os.write(self.fd, "\n".join(replay).encode() + b"\n")
+        return True
+
+    def forget(self) -> None:
+        """In a forked child: the parent's plugins and supervisor are not ours."""
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.__init__()  # type: ignore[misc]
+
+
+_supervisor = _Supervisor()
+os.register_at_fork(after_in_child=_supervisor.forget)
+
+
+def watch_group(group: int) -> None:
+    """Stop process group ``group`` if this host dies before :func:`release_group`."""
+    _supervisor.send(f"g+ {group}")
+
+
+def release_group(group: int) -> None:
+    _supervisor.send(f"g- {group}")
+
+
+def watch_directory(path: str) -> None:
+    """Remove ``path`` if this host dies before :func:`release_directory`."""
+    _supervisor.send(f"d+ {os.fsencode(path).hex()}")
+
+
+def release_directory(path: str) -> None:
+    _supervisor.send(f"d- {os.fsencode(path).hex()}")
+
+
+def watch_socket(path: str) -> None:
+    """Remove the socket file ``path`` if this host dies before :func:`release_socket`."""
+    _supervisor.send(f"s+ {os.fsencode(path).hex()}")
+
+
+def release_socket(path: str) -> None:
+    _supervisor.send(f"s- {os.fsencode(path).hex()}")
