@@ -35,6 +35,9 @@ class _Supervisor:
     """This process's supervisor: the pipe to it and what is registered there."""
 
     def __init__(self) -> None:
+        self._reset()
+
+    def _reset(self) -> None:
         self.lock = threading.Lock()
         self.fd = -1
         self.groups: set[int] = set()
@@ -97,7 +100,7 @@ class _Supervisor:
         """In a forked child: the parent's plugins and supervisor are not ours."""
         if self.fd >= 0:
             os.close(self.fd)
-        self.__init__()  # type: ignore[misc]
+        self._reset()  # a new lock too: another thread may have held it at the fork
 
 
 _supervisor = _Supervisor()
