@@ -200,8 +200,11 @@ def plot(soak: Soak, path: Path) -> bool:
         return False
     t = [s["t"] for s in soak.samples]
     fig, (rss, rate) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
-    rss.plot(t, [(s["host_kib"] or 0) / 1024 for s in soak.samples], label="host")
-    rss.plot(t, [(s["plugin_kib"] or 0) / 1024 for s in soak.samples], label="plugin")
+    for key, label in (("host_kib", "host"), ("plugin_kib", "plugin")):
+        # No value while the plugin restarts: a gap, not a drop to zero.
+        values = [s[key] / 1024 if s[key] else float("nan") for s in soak.samples]
+        rss.plot(t, values, label=label)
+    rss.set_ylim(bottom=0)
     rss.set_ylabel("RSS (MiB)")
     rss.legend()
     calls = [s["calls"] for s in soak.samples]
