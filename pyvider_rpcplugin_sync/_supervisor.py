@@ -40,6 +40,7 @@ class _Supervisor:
     def _reset(self) -> None:
         self.lock = threading.Lock()
         self.fd = -1
+        self.process: subprocess.Popen[bytes] | None = None
         self.groups: set[int] = set()
         self.paths: set[str] = set()  # "d+ HEX" / "s+ HEX" lines
 
@@ -73,7 +74,7 @@ class _Supervisor:
         if posix_fallbacks_forced():
             argv.append("--posix")
         try:
-            first = subprocess.Popen(
+            process = subprocess.Popen(
                 argv,
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
@@ -89,8 +90,11 @@ class _Supervisor:
             return False
         os.close(read_end)
         self.fd = write_end
-        # It forks and exits at once; reap it off the spawn path.
-        threading.Thread(target=first.wait, name="plugin-supervisor-reap", daemon=True).start()
+        # Our child until we die (then it ends too): never waited for, and kept
+        # referenced so that subprocess does not poll it.
+        if self.process is not None and self.process.poll() is None:
+            _former.append(self.process)  # unlikely: it lives although its pipe broke
+        self.process = process
         replay = [f"g+ {group}" for group in self.groups] + sorted(self.paths)
         if replay:
             os.write(self.fd, "\n".join(replay).encode() + b"\n")
@@ -100,9 +104,12 @@ class _Supervisor:
         """In a forked child: the parent's plugins and supervisor are not ours."""
         if self.fd >= 0:
             os.close(self.fd)
+        if self.process is not None:
+            _former.append(self.process)  # the parent's child, not ours: never polled
         self._reset()  # a new lock too: another thread may have held it at the fork
 
 
+_former: list[subprocess.Popen[bytes]] = []
 _supervisor = _Supervisor()
 os.register_at_fork(after_in_child=_supervisor.forget)
 

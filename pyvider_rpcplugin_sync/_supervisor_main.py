@@ -1,10 +1,8 @@
 """The supervisor program: outlives its host and cleans up after it if it dies.
 
 Run by ``_supervisor`` as ``python -I -S _supervisor_main.py GRACE [--posix]``
-(stdlib only, no package import: it starts in milliseconds). It detaches from
-the host (double fork: not the host's child, so it never shows up among the
-host's children), then reads registrations from stdin, a pipe whose write end
-only the host holds::
+(stdlib only, no package import: it starts in milliseconds). It reads
+registrations from stdin, a pipe whose write end only the host holds::
 
     g+ PGID | g- PGID      a plugin's process group started / reaped
     d+ HEX  | d- HEX       a socket directory (hex of its bytes) made / removed
@@ -34,8 +32,6 @@ _RMTREE_TRIES = 5
 def main(argv: list[str]) -> int:
     grace = float(argv[1])
     use_proc = "--posix" not in argv and os.path.isdir("/proc/self")
-    if os.fork() > 0:  # the host reaps this first process at once
-        os._exit(0)
     for signum in (signal.SIGINT, signal.SIGHUP, signal.SIGPIPE):
         signal.signal(signum, signal.SIG_IGN)
     groups: set[int] = set()

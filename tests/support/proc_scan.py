@@ -23,7 +23,7 @@ def is_supervisor(pid: int) -> bool:
 def child_processes(parent: int | None = None) -> dict[int, str]:
     """pid -> "comm state" of every process whose parent is ``parent`` (default: us).
 
-    The plugin supervisor's first process (it forks and exits at once) is left out.
+    The host's plugin supervisor (it lives as long as the host) is left out.
     """
     parent = os.getpid() if parent is None else parent
     found: dict[int, str] = {}
