@@ -61,6 +61,8 @@ class Terraform:
     launcher_dir: Path
     tmpdir: Path
     env: dict[str, str] = field(default_factory=dict)
+    # Providers the test started itself (debug mode): Terraform must leave them running.
+    unmanaged: set[int] = field(default_factory=set)
 
     @classmethod
     @contextlib.contextmanager
@@ -129,8 +131,8 @@ class Terraform:
         resources = shown.get("values", {}).get("root_module", {}).get("resources", [])
         return [r for r in resources if r["mode"] == "managed"]
 
-    def assert_nothing_left(self, allowed_pid: int | None = None) -> None:
-        left = [p for p in marked_processes(self.env[MARKER_ENV]) if p != allowed_pid]
+    def assert_nothing_left(self) -> None:
+        left = [p for p in marked_processes(self.env[MARKER_ENV]) if p not in self.unmanaged]
         assert not left, f"provider processes still running after terraform exited: {left}"
         assert not list(self.tmpdir.iterdir()), (
             f"socket directories left in TMPDIR: {sorted(os.listdir(self.tmpdir))}"
