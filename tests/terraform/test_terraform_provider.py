@@ -50,6 +50,7 @@ GO_PLUGIN_STREAMS = {"/plugin.GRPCStdio/StreamStdio", "/plugin.GRPCBroker/StartS
 
 def provider_calls(result: Result) -> list[list[str]]:
     """Each provider process's tfplugin6 calls, after checking its go-plugin framing."""
+    assert "plugin failed to exit gracefully" not in result.log  # no SIGKILL after 2 s
     calls = []
     for methods in result.processes():
         assert methods, "a provider process served no call"
@@ -120,11 +121,31 @@ def test_plan_apply_update_destroy_over_automtls(terraform: Terraform, tmp_path:
     terraform.write_config(CONFIG % {"path": target, "suffix": "!"})
     update = terraform.ok("apply", "-auto-approve")
     assert "Resources: 0 added, 1 changed, 0 destroyed." in update.stdout
+    # With the resource in the state: upgrade and refresh it before planning.
+    planning = provider_calls(update)[2]
+    assert planning.index("UpgradeResourceState") < planning.index("ReadResource")
+    assert planning.index("ReadResource") < planning.index("PlanResourceChange")
     assert target.read_text() == "py:hello!"
     assert terraform.outputs()["file_id"] == file_id  # an update keeps the id
 
     destroy = terraform.ok("destroy", "-auto-approve")
     assert "Destroy complete! Resources: 1 destroyed." in destroy.stdout
+    refresh_and_plan = [
+        "GetProviderSchema", "ValidateProviderConfig", "ConfigureProvider",
+        "ValidateDataResourceConfig", "ReadDataSource", "UpgradeResourceState", "ReadResource",
+        "ValidateResourceConfig", "PlanResourceChange",
+    ]  # fmt: skip
+    connect = ["GetProviderSchema", "ValidateProviderConfig", "ConfigureProvider"]
+    assert_calls(
+        destroy,
+        [
+            ["GetProviderSchema"],
+            VALIDATE,
+            refresh_and_plan,
+            [*connect, "UpgradeResourceState"],
+            [*connect, "UpgradeResourceState", "ApplyResourceChange"],
+        ],
+    )
     assert not target.exists()
     assert terraform.state_resources() == []
 
@@ -152,6 +173,8 @@ def test_import_an_existing_file(terraform: Terraform, tmp_path: Path) -> None:
     terraform.write_config(CONFIG % {"path": target, "suffix": ""})
     imported = terraform.ok("import", "pyecho_file.note", str(target))
     assert "Import successful!" in imported.stdout
+    importing = provider_calls(imported)[-1]
+    assert importing.index("ImportResourceState") < importing.index("ReadResource")
     [resource] = terraform.state_resources()
     assert resource["values"]["path"] == str(target)
     assert resource["values"]["content"] == "py:hello"

@@ -11,19 +11,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from pyvider_rpcplugin_sync import HandshakeConfig, run_plugin
+from pyvider_rpcplugin_sync import run_plugin
 
 from .crash import CallReporter
 from .launcher import cli_config, write_launcher
-from .provider import register
+from .provider import TF_HANDSHAKE, register
 from .schema import PROVIDER_ADDRESS
-
-# Terraform's go-plugin handshake (the cookie is public, in Terraform's source).
-TF_HANDSHAKE = HandshakeConfig(
-    magic_cookie_key="TF_PLUGIN_MAGIC_COOKIE",
-    magic_cookie_value="d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2",
-    protocol_versions=(6,),
-)
 
 
 def main(argv: list[str] | None = None) -> int:

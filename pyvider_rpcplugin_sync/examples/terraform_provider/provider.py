@@ -13,6 +13,7 @@ import threading
 
 import grpc
 
+from pyvider_rpcplugin_sync import HandshakeConfig
 from pyvider_rpcplugin_sync._protos import tfplugin6_pb2 as tf
 from pyvider_rpcplugin_sync._protos import tfplugin6_pb2_grpc as tf_grpc
 
@@ -29,6 +30,13 @@ from .schema import (
 )
 
 logger = logging.getLogger(__name__)
+
+# Terraform's go-plugin handshake (the cookie is public, in Terraform's source).
+TF_HANDSHAKE = HandshakeConfig(
+    magic_cookie_key="TF_PLUGIN_MAGIC_COOKIE",
+    magic_cookie_value="d602bf8f470bc67ca7faa0386276bbdd4330efaf76d1a219cb4d6991ca9872b2",
+    protocol_versions=(6,),
+)
 
 _CAPABILITIES = tf.ServerCapabilities(plan_destroy=False, get_provider_schema_optional=False)
 
