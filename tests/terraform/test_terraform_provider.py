@@ -198,11 +198,11 @@ data "pyecho_crash" "boom" {
     )
     result = terraform.run("plan")
     assert result.returncode == 1
-    assert "Error: Plugin error" in result.stderr
-    assert "ReadDataSource: RuntimeError: deliberate failure" in result.stderr
-    stack = result.stderr.split("Stack trace from the terraform-provider-pyecho plugin:", 1)
-    assert len(stack) == 2, result.stderr
-    assert "panic: RuntimeError: deliberate failure in ReadDataSource" in stack[1]
-    assert "Traceback (most recent call last):" in stack[1]
-    assert "raise RuntimeError(message)" in stack[1]
-    assert "Error: The terraform-provider-pyecho plugin crashed!" in stack[1]
+    error = result.stderr
+    assert "Error: Plugin error" in error
+    assert "code = Internal desc =\nReadDataSource: RuntimeError: deliberate failure" in error
+    assert "Traceback (most recent call last):" in error
+    assert "raise RuntimeError(message)" in error
+    assert error.rstrip().endswith("RuntimeError: deliberate failure")
+    # The provider's own log, in Terraform's (TF_LOG), has it as an hclog ERROR line.
+    assert "[ERROR] provider.terraform-provider-pyecho: ReadDataSource failed" in result.log

@@ -12,6 +12,11 @@ import pytest
 
 from pyvider_rpcplugin_sync._protos import tfplugin6_pb2 as tf
 from pyvider_rpcplugin_sync.examples.terraform_provider import cty, file_resource
+from pyvider_rpcplugin_sync.examples.terraform_provider.crash import (
+    MAX_SUMMARY_CHARS,
+    MAX_TRACEBACK_CHARS,
+    crash_message,
+)
 from pyvider_rpcplugin_sync.examples.terraform_provider.launcher import (
     LAUNCHER_NAME,
     cli_config,
@@ -131,3 +136,42 @@ def test_cli_config_escapes_the_directory(tmp_path: Path) -> None:
     text = cli_config(Path('/tmp/a "quoted" ${dir}'))
     assert '"registry.terraform.io/pyvider/pyecho" = "/tmp/a \\"quoted\\" $${dir}"' in text
     assert "direct {}" in text
+
+
+# --- crash report ------------------------------------------------------------------
+
+
+def _raise(message: str) -> None:
+    raise ValueError(message)
+
+
+def test_crash_message_carries_the_traceback() -> None:
+    try:
+        _raise("bad input")
+    except ValueError as exc:
+        message = crash_message("ReadDataSource", exc)
+    first, rest = message.split("\n\n", 1)
+    assert first == "ReadDataSource: ValueError: bad input"
+    assert rest.startswith("Traceback (most recent call last):")
+    assert "raise ValueError(message)" in rest
+
+
+def test_a_long_traceback_keeps_its_end() -> None:
+    try:
+        _raise("first line\n" + "x" * (3 * MAX_TRACEBACK_CHARS))
+    except ValueError as exc:
+        message = crash_message("ApplyResourceChange", exc)
+    first, rest = message.split("\n\n", 1)
+    assert first == "ApplyResourceChange: ValueError: first line"
+    assert rest.startswith("...\n")
+    assert len(rest) <= MAX_TRACEBACK_CHARS + 4
+    assert rest.endswith("x" * 100 + "\n")
+
+
+def test_a_long_message_is_shortened() -> None:
+    try:
+        _raise("y" * 2000)
+    except ValueError as exc:
+        first = crash_message("ReadResource", exc).split("\n\n", 1)[0]
+    assert len(first) == MAX_SUMMARY_CHARS
+    assert first.endswith("y...")

@@ -1,22 +1,22 @@
-"""Log every provider RPC, and report an exception that escapes one like a Go panic.
+"""Log every provider RPC, and hand an exception that escapes one to Terraform with its traceback.
 
 Each call is logged at DEBUG (``rpc`` with the gRPC method): with
 ``PLUGIN_LOG_LEVEL=debug`` and ``TF_LOG=trace`` Terraform's log shows which
 RPCs it made, in order.
 
-Terraform 1.11 records a provider's unstructured stderr from a line starting
-``panic: `` on (what a Go panic prints) and shows it under "Stack trace from
-the terraform-provider-... plugin" when the command fails. An exception is
-written so, with the Python traceback, to the real stderr (fd 2, which the
-library leaves to the host), then the call fails with INTERNAL: the command
-fails, the provider process stays healthy and is shut down as usual.
+An exception fails the call with INTERNAL and the Python traceback in the
+status message, which Terraform prints in its "Plugin error"; the same goes
+to the provider's log as an hclog ERROR line. The message travels with the
+error itself: Terraform 1.11 also collects a Go-style ``panic:`` report from
+a provider's stderr, but after a failed run it prints those before it stops
+the provider, so such a report can lose the race with the command's end.
+The command fails; the provider process stays healthy and is shut down as
+usual.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -26,6 +26,9 @@ import grpc
 logger = logging.getLogger(__name__)
 
 SERVICE_PREFIX = "/tfplugin6.Provider/"
+# gRPC carries the status message in a header: keep it well under header limits.
+MAX_TRACEBACK_CHARS = 8000
+MAX_SUMMARY_CHARS = 500
 
 
 class CallReporter(grpc.ServerInterceptor):  # type: ignore[misc]
@@ -46,8 +49,8 @@ class CallReporter(grpc.ServerInterceptor):  # type: ignore[misc]
             try:
                 return behavior(request, context)
             except Exception as exc:
-                _write_panic(f"panic: {_describe(exc)} in {name}\n\n{traceback.format_exc()}")
-                context.abort(grpc.StatusCode.INTERNAL, f"{name}: {_describe(exc)}")
+                logger.error("%s failed", name, exc_info=True)
+                context.abort(grpc.StatusCode.INTERNAL, crash_message(name, exc))
 
         return grpc.unary_unary_rpc_method_handler(
             guarded,
@@ -56,12 +59,14 @@ class CallReporter(grpc.ServerInterceptor):  # type: ignore[misc]
         )
 
 
-def _write_panic(text: str) -> None:
-    data = text.encode("utf-8", "backslashreplace")
-    with contextlib.suppress(OSError):  # no host left to tell
-        while data:
-            data = data[os.write(2, data) :]
+def crash_message(method: str, exc: BaseException) -> str:
+    """``Method: Type: message`` (first line), a blank line, the traceback (its end, if long)."""
+    summary = _shorten(f"{method}: {type(exc).__name__}: {exc}".splitlines()[0], MAX_SUMMARY_CHARS)
+    text = "".join(traceback.format_exception(exc))
+    if len(text) > MAX_TRACEBACK_CHARS:
+        text = "...\n" + text[-MAX_TRACEBACK_CHARS:]
+    return f"{summary}\n\n{text}"
 
 
-def _describe(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
+def _shorten(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
