@@ -18,6 +18,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # also under --import-mode=importlib
     sys.path.insert(0, _HERE)
 
+from proc_scan import no_child_left_behind  # noqa: E402, F401  (an autouse fixture)
 from tf_helpers import Terraform  # noqa: E402
 
 REQUIRE_ENV = "PYVIDER_REQUIRE_INTEROP"

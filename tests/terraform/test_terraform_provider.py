@@ -167,6 +167,15 @@ def test_changing_the_path_replaces_the_file(terraform: Terraform, tmp_path: Pat
     assert not second.exists()
 
 
+def test_plugin_tls_turned_off(terraform: Terraform, tmp_path: Path) -> None:
+    # TF_DISABLE_PLUGIN_TLS=1: no client certificate, so the plugin serves plaintext.
+    terraform.write_config(CONFIG % {"path": tmp_path / "plain.txt", "suffix": ""})
+    plan = terraform.ok("plan", extra_env={"TF_DISABLE_PLUGIN_TLS": "1"})
+    assert "pyecho_file.note will be created" in plan.stdout
+    assert MTLS_LINE not in plan.log
+    assert len(plan.processes()) == 3
+
+
 def test_import_an_existing_file(terraform: Terraform, tmp_path: Path) -> None:
     target = tmp_path / "existing.txt"
     target.write_text("py:hello")

@@ -110,6 +110,9 @@ def test_terraform_reattaches_to_the_debug_mode(
     target = tmp_path / "attached.txt"
     terraform.write_config(CONFIG % target)
     reattach = {"TF_REATTACH_PROVIDERS": text}
+    plan = terraform.ok("plan", extra_env=reattach)
+    assert "pyecho_file.note will be created" in plan.stdout
+    assert PLUGIN_START not in plan.log
     apply = terraform.ok("apply", "-auto-approve", extra_env=reattach)
     assert PLUGIN_START not in apply.log  # Terraform used ours, started none
     assert target.read_text() == "attached"

@@ -59,6 +59,11 @@ def test_bad_values_raise_cty_error(packed: bytes) -> None:
         cty.decode(tf.DynamicValue(msgpack=packed))
 
 
+def test_bad_json_raises_cty_error() -> None:
+    with pytest.raises(cty.CtyError, match="malformed JSON"):
+        cty.decode(tf.DynamicValue(json=b"{not json"))
+
+
 def test_type_json() -> None:
     assert cty.type_json("string") == b'"string"'
 

@@ -63,7 +63,10 @@ def decode(value: tf.DynamicValue) -> Object | None:
         except (ValueError, msgpack.ExtraData) as exc:
             raise CtyError(f"malformed msgpack DynamicValue: {exc}") from exc
     elif value.json:
-        decoded = json.loads(value.json)
+        try:
+            decoded = json.loads(value.json)
+        except ValueError as exc:
+            raise CtyError(f"malformed JSON DynamicValue: {exc}") from exc
     else:
         return None  # an unset DynamicValue, e.g. no prior state
     if decoded is not None and not isinstance(decoded, dict):

@@ -151,7 +151,12 @@ class PyechoProvider(tf_grpc.ProviderServicer):
                     )
                 ]
             )
-        raw = json.loads(request.raw_state.json) if request.raw_state.json else {}
+        if not request.raw_state.json:
+            # Only SDKv1-era state is flatmap; protocol 6 providers never wrote it.
+            return tf.UpgradeResourceState.Response(
+                diagnostics=[error(f"cannot upgrade {request.type_name} state without JSON")]
+            )
+        raw = json.loads(request.raw_state.json)
         # The JSON state holds every attribute; keep those of the current schema.
         state = {name: raw.get(name) for name in attribute_names(schema)}
         return tf.UpgradeResourceState.Response(upgraded_state=cty.encode(state))
