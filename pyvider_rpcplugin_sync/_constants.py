@@ -52,6 +52,8 @@ DEFAULT_MAX_PORT: Final = 25000
 # macOS and the BSDs have 104.
 MAX_UNIX_SOCKET_PATH: Final = 107 if sys.platform.startswith("linux") else 103
 SOCKET_DIR_PREFIX: Final = "pyvider-plugin-"
+# A plugin's server never shares its port (grpc's default is SO_REUSEPORT on).
+NO_PORT_SHARING: Final = (("grpc.so_reuseport", 0),)
 SOCKET_FILE_PREFIX: Final = "plugin"
 LOOPBACK_HOST: Final = "127.0.0.1"
 

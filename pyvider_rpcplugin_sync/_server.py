@@ -22,6 +22,7 @@ from ._constants import (
     ENV_MULTIPLEX_GRPC,
     ENV_PROTOCOL_VERSIONS,
     INTERNAL_SERVICES,
+    NO_PORT_SHARING,
     RESERVED_STREAM_WORKERS,
 )
 from ._errors import HandshakeError, ProtocolVersionError, RPCPluginError
@@ -114,7 +115,9 @@ class PluginServer:
             *_rate_limit_interceptors(rate_limit, rate_limit_per_method, self._environ),
             *interceptors,
         )
-        self._options = tuple(options)
+        # grpc sets SO_REUSEPORT by default: two plugins binding the same free port at
+        # once would both get it and the kernel would split the connections.
+        self._options = (*NO_PORT_SHARING, *options)
         self._server: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
