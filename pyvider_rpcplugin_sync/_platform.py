@@ -52,3 +52,25 @@ def own_group_options() -> dict[str, Any]:
     if posix_fallbacks_forced():
         return {"start_new_session": True}
     return {"process_group": 0}
+
+
+PF_EXITING = 0x4  # the kernel's flag of a task that began to exit (/proc/<pid>/stat)
+
+
+def began_to_exit(pid: int) -> bool | None:
+    """Whether ``pid`` began to exit; None where /proc cannot tell (then wait for the exit).
+
+    Linux sets PF_EXITING before it closes the process's sockets, so after a broken
+    connection this answers at once whether the process is dying.
+    """
+    fd = open_proc_stat(pid)
+    if fd < 0:
+        return None
+    try:
+        stat = os.pread(fd, 1024, 0)
+    except OSError:
+        return True  # reaped meanwhile
+    finally:
+        os.close(fd)
+    fields = stat[stat.rindex(b")") + 2 :].split(b" ", 7)
+    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & PF_EXITING)

@@ -58,6 +58,7 @@ from ._host_env import (
 )
 from ._host_guard import GuardedChannel, Translate
 from ._host_stdio import BrokerStream, StderrLog, StdioSink, StdioStream, plugin_logger_name
+from ._platform import began_to_exit
 from ._reattach import ReattachConfig, reattach_version
 from ._runner import Child, PidWatch, Stdin, pid_alive
 from ._supervisor import watch_directory
@@ -368,6 +369,8 @@ class PluginProcess:
         """Why a call failed, if the plugin is closed or dead; None when it is running."""
         if self._state == _RUNNING and not self._dead:
             res = self._res
+            if res.child is not None and began_to_exit(res.child.pid) is False:
+                return None  # alive: the application's own status, or the network's
             exited = res.child.exited if res.child else res.watch.exited if res.watch else None
             if exited is None or not exited.wait(_DEATH_NOTICE):
                 return None

@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from ._constants import HEALTH_SERVICE, HEALTH_SERVICE_NAME
-from ._platform import open_proc_stat, pidfd_open
+from ._platform import PF_EXITING, open_proc_stat, pidfd_open
 from ._process import PluginProcess
 from ._runner import _status_of
 
@@ -21,7 +21,6 @@ logger = logging.getLogger("pyvider_rpcplugin_sync.shared")
 # After the plugin's connection broke: how long a call waits for the process to exit.
 _DEATH_WAIT = 0.5
 _EXITED_NOHANG = os.WEXITED | os.WNOHANG | os.WNOWAIT
-_PF_EXITING = 0x4  # the kernel's flag of a task that is exiting (/proc/<pid>/stat)
 
 
 class Live:
@@ -47,7 +46,7 @@ class Live:
             stat = os.pread(self._stat, 1024, 0)
         except OSError:  # reaped
             return False
-        return not int(stat[stat.rindex(b")") + 2 :].split(b" ", 7)[6]) & _PF_EXITING
+        return not int(stat[stat.rindex(b")") + 2 :].split(b" ", 7)[6]) & PF_EXITING
 
     def exited(self) -> bool:
         """Whether the process has exited (asks the kernel, without reaping it)."""

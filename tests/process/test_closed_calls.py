@@ -15,9 +15,10 @@ from typing import Any
 
 import grpc
 import pytest
-from process_helpers import ECHO
+from process_helpers import ECHO, scenario
 
 from pyvider_rpcplugin_sync import PluginClosed, TokenBucket
+from pyvider_rpcplugin_sync._platform import posix_fallbacks_forced
 from pyvider_rpcplugin_sync._process import PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
@@ -107,3 +108,20 @@ def test_app_errors_still_pass_through_unchanged() -> None:
         with pytest.raises(grpc.RpcError) as info:
             missing(b"", timeout=5)
         assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
+@pytest.mark.timeout(30)
+def test_the_apps_own_unavailable_passes_through_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    if not posix_fallbacks_forced():
+        # /proc says at once that the plugin is not exiting. Were the host to wait for
+        # a death that is not happening, this would take 60 s. (Without /proc the host
+        # waits up to 0.5 s for an exit before it passes the status on.)
+        monkeypatch.setattr("pyvider_rpcplugin_sync._process._DEATH_NOTICE", 60.0)
+    with PluginProcess(scenario("echo_faults"), stub=echo_pb2_grpc.EchoStub) as plugin:
+        for _ in range(3):
+            with pytest.raises(grpc.RpcError) as info:
+                plugin.stub.Echo(echo_pb2.EchoRequest(payload=b"unavailable"), timeout=5)
+            assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+            assert info.value.details() == "try again later"

@@ -79,6 +79,8 @@ class FaultyEcho(echo_pb2_grpc.EchoServicer):
         payload = request.payload
         if payload == b"crash":
             os._exit(7)
+        if payload == b"unavailable":  # the application's own status, not a death
+            context.abort(grpc.StatusCode.UNAVAILABLE, "try again later")
         if payload.startswith(b"flood:"):
             _, out_mb, err_mb = payload.split(b":")
             flood(int(out_mb), int(err_mb))
