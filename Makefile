@@ -47,10 +47,10 @@ bench-quick: $(STAMP)
 
 # The documentation site in site/; --strict: a broken link or reference fails the build.
 docs: $(STAMP)
-	$(BIN)/mkdocs build --strict
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 docs-serve: $(STAMP)
-	$(BIN)/mkdocs serve
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 # sdist + wheel, twine check, the wheel installed in a fresh venv outside the repo and run.
 wheel-check: $(STAMP)
