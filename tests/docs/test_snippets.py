@@ -23,12 +23,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 BLOCK = re.compile(
-    r"(?:<!-- (?:file: (?P<file>[\w.-]+)|(?P<run>run)) -->\n"
-    r"(?:\*\*`(?P<caption>[\w.-]+)`\*\*\n\n)?)?"
+    r"(?:<!-- (?:file: (?P<file>[\w./-]+)|(?P<run>run)) -->\n"
+    r"(?:\*\*`(?P<caption>[\w./-]+)`\*\*\n\n)?)?"
     r"```(?P<lang>[\w-]*)\n(?P<code>.*?)```",
     re.S,
 )
-FILE_MARKER = re.compile(r"<!-- file: ([\w.-]+) -->\n(.*)\n")
+FILE_MARKER = re.compile(r"<!-- file: ([\w./-]+) -->\n(.*)\n")
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -71,7 +71,10 @@ def test_snippets_run(document: Path, tmp_path: Path) -> None:
     }
     for index, snippet in enumerate(snippets(document)):
         if snippet.file:
-            (tmp_path / snippet.file).write_text(snippet.code)
+            target = tmp_path / snippet.file
+            assert tmp_path in target.resolve().parents, f"{snippet.file} leaves the scratch dir"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(snippet.code)
             continue
         if snippet.run and snippet.lang == "sh":
             result = _execute(["bash", "-euo", "pipefail", "-c", snippet.code], tmp_path, env)
