@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         prog="pyvider-rpcplugin-sync",
         description="Sync hosts and plugins for HashiCorp go-plugin's gRPC protocol.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands")
 
     demo = commands.add_parser("demo", help="run the bundled echo plugin and call it")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ from ._constants import (
     READER_JOIN_TIMEOUT,
     TLS_SERVER_NAME,
     UNLIMITED_MESSAGE_OPTIONS,
+    message_size_options,
+    overrides_message_size,
 )
 from ._errors import RPCPluginError, TLSError, TransportError
 from ._handshake import HandshakeLine
@@ -173,12 +176,27 @@ def route_to(line: HandshakeLine, identity: Identity | None, socket_dir: str | N
     return Route(bridge.target, bridge=bridge)
 
 
-def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
-    """A channel with unlimited message sizes, like go-plugin's host; non-blocking."""
+def channel_options(
+    max_message_size: int, extra: Sequence[tuple[str, Any]]
+) -> tuple[tuple[str, Any], ...]:
+    """The host channel's grpc options: message sizes (unless ``extra`` sets them), then
+    ``extra`` (keepalive, compression, ...), as ``PluginProcess(channel_options=)``."""
+    extra = tuple(extra)
+    if overrides_message_size(extra):
+        return extra
+    return (*message_size_options(max_message_size), *extra)
+
+
+def open_channel(
+    target: str,
+    credentials: grpc.ChannelCredentials | None,
+    options: Sequence[tuple[str, Any]] = UNLIMITED_MESSAGE_OPTIONS,
+) -> grpc.Channel:
+    """A channel with ``options`` (default: go-plugin's sizes); non-blocking."""
     if credentials is None:
-        return grpc.insecure_channel(target, options=UNLIMITED_MESSAGE_OPTIONS)
-    options = (*UNLIMITED_MESSAGE_OPTIONS, ("grpc.ssl_target_name_override", TLS_SERVER_NAME))
-    return grpc.secure_channel(target, credentials, options=options)
+        return grpc.insecure_channel(target, options=tuple(options))
+    secure = (*options, ("grpc.ssl_target_name_override", TLS_SERVER_NAME))
+    return grpc.secure_channel(target, credentials, options=secure)
 
 
 def health_check(channel: grpc.Channel, timeout: float) -> Any:
