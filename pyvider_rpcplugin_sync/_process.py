@@ -238,6 +238,8 @@ class PluginProcess:
             options.get("channel_options", ()),
         )
         self._on_exit = options.get("on_exit")
+        # One for the stderr pipe and StreamStdio's stderr: it logs each line once.
+        self._stderr_log = StderrLog(self.logger)
         self._on_exit_thread: threading.Thread | None = None
         self._stdio = (options.get("stdio_stdout"), options.get("stdio_stderr"))
         self._reattach: ReattachConfig | None = None
@@ -358,7 +360,7 @@ class PluginProcess:
             env=env,
             cwd=self._cwd,
             stdin=self._stdin,
-            on_stderr_line=StderrLog(self.logger),
+            on_stderr_line=self._stderr_log,
             on_exit=self._exit_callback(),
             name=self._short_name,
         )
@@ -423,7 +425,9 @@ class PluginProcess:
                 ) from None
             raise
         self._res.broker = BrokerStream(channel)
-        self._res.stdio = StdioStream(channel, self.logger, *self._stdio, name=self._short_name)
+        self._res.stdio = StdioStream(
+            channel, self.logger, *self._stdio, name=self._short_name, stderr_log=self._stderr_log
+        )
         shared = channel
         if self._interceptors:
             shared = grpc.intercept_channel(channel, *self._interceptors)
