@@ -187,6 +187,43 @@ def channel_options(
     return (*message_size_options(max_message_size), *extra)
 
 
+_GRPC_CLIENT_INTERCEPTORS = (
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+)
+
+
+def _is_grpcext(interceptor: object) -> bool:
+    """OpenTelemetry's grpc client interceptor follows its own ``grpcext`` protocol."""
+    return hasattr(interceptor, "intercept_unary") or hasattr(interceptor, "intercept_stream")
+
+
+def check_interceptors(interceptors: Sequence[Any]) -> tuple[Any, ...]:
+    """``interceptors`` as a tuple; a TypeError for anything that is not one."""
+    for interceptor in interceptors:
+        if not isinstance(interceptor, _GRPC_CLIENT_INTERCEPTORS) and not _is_grpcext(interceptor):
+            raise TypeError(
+                f"{interceptor!r} is not a grpc client interceptor (grpc.UnaryUnaryClient"
+                "Interceptor and the like, or opentelemetry's client_interceptor())"
+            )
+    return tuple(interceptors)
+
+
+def intercepted(channel: grpc.Channel, interceptors: Sequence[Any]) -> grpc.Channel:
+    """``channel`` behind ``interceptors``, the first one outermost. grpc's client
+    interceptors and opentelemetry-instrumentation-grpc's ``client_interceptor()`` mix."""
+    for interceptor in reversed(interceptors):
+        if isinstance(interceptor, _GRPC_CLIENT_INTERCEPTORS):
+            channel = grpc.intercept_channel(channel, interceptor)
+        else:
+            from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+
+            channel = intercept_channel(channel, interceptor)  # type: ignore[no-untyped-call]
+    return channel
+
+
 def open_channel(
     target: str,
     credentials: grpc.ChannelCredentials | None,

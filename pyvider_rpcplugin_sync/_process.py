@@ -42,9 +42,11 @@ from ._handshake import validate_handshake as _validate
 from ._host_channel import (
     HostResources,
     Route,
+    check_interceptors,
     check_serving,
     connect_failure,
     health_check,
+    intercepted,
     open_channel,
     rate_limit_interceptor,
     route_to,
@@ -126,9 +128,10 @@ class PluginProcess:
         stdin: the plugin's stdin (default ``/dev/null``).
         stdio_stdout: receives the bytes the plugin writes to its stdout (``StreamStdio``).
         stdio_stderr: receives the bytes the plugin writes to ``sys.stderr`` (``StreamStdio``).
-        interceptors: grpc client interceptors (tracing, metadata, retries) on the
-            application's calls, outermost first; the library's own calls (health,
-            ``Shutdown``, stdio) do not pass through them.
+        interceptors: client interceptors on the application's calls, outermost
+            first: grpc's (``grpc.UnaryUnaryClientInterceptor`` and the like) and
+            opentelemetry-instrumentation-grpc's ``client_interceptor()``. The
+            library's own calls (health, ``Shutdown``, stdio) do not pass through them.
         channel_options: extra grpc channel options, e.g.
             ``[("grpc.keepalive_time_ms", 10000), ("grpc.default_compression_algorithm", 2)]``;
             message size keys given here replace ``max_message_size``.
@@ -230,7 +233,7 @@ class PluginProcess:
         )
         # Outermost first: a tracing span covers the time spent waiting for a token.
         self._interceptors = (
-            *options.get("interceptors", ()),
+            *check_interceptors(options.get("interceptors", ())),
             *((limiter,) if limiter is not None else ()),
         )
         self._channel_options = host_channel_options(
@@ -280,13 +283,13 @@ class PluginProcess:
         return stub_class(self.channel)
 
     def _unusable(self, what: str) -> RPCPluginError:
-        child = self._res.child
-        code, tail = (child.returncode, child.stderr_tail()) if child else (None, "")
-        if self._abandoned:
+        if self._abandoned:  # first: after a fork, the stderr tail's lock may be held
             return PluginClosed(
                 "this plugin belongs to the process that started it (abandoned after fork)",
                 hint="start a new PluginProcess in this process",
             )
+        child = self._res.child
+        code, tail = (child.returncode, child.stderr_tail()) if child else (None, "")
         if self._dead and self._state == _RUNNING:
             return PluginClosed(
                 "the plugin has exited",
@@ -430,7 +433,7 @@ class PluginProcess:
         )
         shared = channel
         if self._interceptors:
-            shared = grpc.intercept_channel(channel, *self._interceptors)
+            shared = intercepted(channel, self._interceptors)
         self._channel = shared
         self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
 
