@@ -23,6 +23,7 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
+    __version__: str
     from ._handshake import HandshakeConfig
     from ._process import PluginProcess
     from ._ratelimit import TokenBucket
@@ -43,6 +44,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "__version__",
     # configuration
     "HandshakeConfig",
     # host side
@@ -69,6 +71,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = version = _installed_version()
+        return version
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -79,3 +84,13 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+def _installed_version() -> str:
+    """The version in the installed package's metadata (pyproject.toml's, the one source)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("pyvider-rpcplugin-sync")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from ._constants import DEFAULT_CONNECT_TIMEOUT
 from ._errors import RPCPluginError
 from ._handshake import HandshakeConfig
 
@@ -41,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RPCPluginError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {cli_hint(exc.hint)}", file=sys.stderr)
         tail = getattr(exc, "stderr_tail", "")
         if "This binary is a plugin" in tail:
             print(
@@ -62,11 +63,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+# The library's hints name Python parameters; on the command line, the flags say it.
+_FLAG_WORDS = (
+    ("raise start_timeout", "raise --start-timeout"),
+    ("raise connect_timeout", "raise --connect-timeout"),
+    ("use tls=False", "use --no-tls"),
+    ("use tls=True", "leave out --no-tls"),
+    ("transport='tcp'", "--transport tcp"),
+    ("argument transport=", "--transport"),
+)
+
+
+def cli_hint(hint: str) -> str:
+    """``hint`` with Python parameter names replaced by the command line's flags."""
+    for python_words, flag_words in _FLAG_WORDS:
+        hint = hint.replace(python_words, flag_words)
+    return hint
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyvider-rpcplugin-sync",
         description="Sync hosts and plugins for HashiCorp go-plugin's gRPC protocol.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands")
 
     demo = commands.add_parser("demo", help="run the bundled echo plugin and call it")
@@ -103,7 +125,20 @@ def _add_plugin_options(parser: argparse.ArgumentParser, default_cookie: str | N
     parser.add_argument("--versions", default="1", help="app protocol versions, e.g. 5,6")
     parser.add_argument("--no-tls", action="store_true", help="do not ask for AutoMTLS")
     parser.add_argument("--transport", choices=("unix", "tcp"), default=None)
-    parser.add_argument("--start-timeout", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wait this long for the handshake line (default 30)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"wait this long for the first connection (default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
 
 
 def _handshake_from(args: argparse.Namespace) -> HandshakeConfig:
@@ -220,6 +255,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         tls=not args.no_tls,
         transport=args.transport,
         start_timeout=args.start_timeout,
+        connect_timeout=args.connect_timeout,
     ):
         print(line)
     return 0
@@ -255,6 +291,7 @@ def _run_kv(args: argparse.Namespace) -> int:
         tls=not args.no_tls,
         transport=args.transport,
         start_timeout=args.start_timeout,
+        connect_timeout=args.connect_timeout,
         stub=kv_pb2_grpc.KVStub,
     ) as plugin:
         if action[0] == "put":

@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 
 from ._constants import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_WORKERS,
     DEFAULT_STOP_GRACE,
     ENV_CLIENT_CERT,
@@ -23,6 +24,8 @@ from ._constants import (
     ENV_PROTOCOL_VERSIONS,
     INTERNAL_SERVICES,
     RESERVED_STREAM_WORKERS,
+    message_size_options,
+    overrides_message_size,
 )
 from ._errors import HandshakeError, ProtocolVersionError, RPCPluginError
 from ._handshake import (
@@ -81,6 +84,27 @@ class PluginServer:
     ``start()`` binds and serves and returns the handshake line; it does not
     print it (``serve()`` does), so a PluginServer can run inside tests and
     other programs.
+
+    Args:
+        registrars: ``register(server)``, or ``{protocol_version: register}``.
+        handshake: cookie and protocol versions; default: pyvider-rpcplugin's.
+        transport: ``"unix"`` or ``"tcp"``; default ``PLUGIN_TRANSPORT``, else unix.
+        environ: the environment to read (default ``os.environ``, read once, now).
+        max_workers: threads for application RPCs (two more serve the broker and
+            stdio streams).
+        stop_grace: seconds in-flight RPCs get to finish when the server stops.
+        tls: accept AutoMTLS when the host asks for it (``PLUGIN_CLIENT_CERT``).
+        reflection: serve gRPC reflection for the registered services.
+        rate_limit: a :class:`TokenBucket` every application call takes a token from;
+            calls without one fail with ``RESOURCE_EXHAUSTED``. Default: from
+            ``PLUGIN_RATE_LIMIT_*``, else none.
+        rate_limit_per_method: ``{"/pkg.Service/Method": TokenBucket}``: those methods
+            use their own bucket instead of ``rate_limit``.
+        interceptors: grpc server interceptors, after the rate limiter.
+        options: extra grpc server options; message size keys given here replace
+            ``max_message_size``.
+        max_message_size: the largest message, in bytes, received or sent; default
+            ``DEFAULT_MAX_MESSAGE_SIZE`` (2**31 - 1), the same default as the host's.
     """
 
     def __init__(
@@ -98,6 +122,7 @@ class PluginServer:
         rate_limit_per_method: Mapping[str, TokenBucket] | None = None,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.handshake = handshake or HandshakeConfig()
         # Environment is read once, when the object is built.
@@ -115,6 +140,8 @@ class PluginServer:
             *interceptors,
         )
         self._options = tuple(options)
+        if not overrides_message_size(self._options):
+            self._options = (*message_size_options(max_message_size), *self._options)
         self._server: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
         self._listener: Listener | None = None

@@ -324,7 +324,7 @@ class SharedPlugin:
         inherited = self._live_plugin
         self._reset(os.getpid())
         if inherited is not None:
-            inherited.plugin._finalizer.detach()  # it would kill the parent's plugin
+            inherited.plugin.abandon()  # closing it would kill the parent's plugin
             _ABANDONED.append(inherited)  # no destructor may run here either
 
     def __enter__(self) -> SharedPlugin:
