@@ -68,6 +68,8 @@ def test_snippets_run(document: Path, tmp_path: Path) -> None:
         **os.environ,
         "PYTHONPATH": str(tmp_path),
         "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
+        # The KV example keeps its values under the user's state directory: not ours.
+        "XDG_STATE_HOME": str(tmp_path / "state"),
     }
     for index, snippet in enumerate(snippets(document)):
         if snippet.file:
