@@ -11,6 +11,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    CodegenError,
     HandshakeError,
     PluginClosed,
     PluginStartError,
@@ -58,6 +59,7 @@ __all__ = [
     # rate limiting
     "TokenBucket",
     # errors
+    "CodegenError",
     "HandshakeError",
     "PluginClosed",
     "PluginStartError",

@@ -1,4 +1,4 @@
-"""``python -m pyvider_rpcplugin_sync`` / ``pyvider-rpcplugin-sync``: demo, inspect, kv.
+"""``python -m pyvider_rpcplugin_sync`` / ``pyvider-rpcplugin-sync``: demo, inspect, kv, protoc.
 
 Every failure ends in a message and a hint on stderr and exit code 1, never a
 traceback.
@@ -110,6 +110,23 @@ def _parser() -> argparse.ArgumentParser:
     _add_plugin_options(kv, default_cookie="BASIC_PLUGIN=hello")
     kv.add_argument("words", nargs=argparse.REMAINDER, help="[-- CMD...] put KEY VALUE | get KEY")
     kv.set_defaults(run=_run_kv)
+
+    protoc = commands.add_parser(
+        "protoc",
+        help="generate Python stubs (_pb2, _pb2_grpc, .pyi) for .proto files",
+        description="Needs the codegen extra: pip install 'pyvider-rpcplugin-sync[codegen]'.",
+    )
+    protoc.add_argument(
+        "-I",
+        "--proto-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where imports and package paths start (repeatable; default: each file's dir)",
+    )
+    protoc.add_argument("--out", default=".", metavar="DIR", help="output directory (default .)")
+    protoc.add_argument("protos", nargs="+", metavar="FILE.proto")
+    protoc.set_defaults(run=_run_protoc)
     return parser
 
 
@@ -300,4 +317,15 @@ def _run_kv(args: argparse.Namespace) -> int:
             reply = plugin.stub.Get(kv_pb2.GetRequest(key=action[1]), timeout=10)
             sys.stdout.buffer.write(reply.value + b"\n")
             sys.stdout.flush()
+    return 0
+
+
+# --- protoc ------------------------------------------------------------------------------
+
+
+def _run_protoc(args: argparse.Namespace) -> int:
+    from ._codegen import generate_stubs
+
+    for path in generate_stubs(args.protos, include=args.proto_path, out=args.out):
+        print(path)
     return 0

@@ -75,3 +75,7 @@ class RateLimited(RPCPluginError):
 
 class PluginClosed(_ProcessFailure):
     """The plugin was closed or has died; the call cannot be made."""
+
+
+class CodegenError(RPCPluginError):
+    """Stub generation (``protoc``) failed, or grpcio-tools (the ``codegen`` extra) is missing."""

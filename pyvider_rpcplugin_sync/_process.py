@@ -15,7 +15,7 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import grpc
 
@@ -42,19 +42,14 @@ from ._handshake import validate_handshake as _validate
 from ._host_channel import (
     HostResources,
     Route,
-    check_interceptors,
     check_serving,
     connect_failure,
     health_check,
     intercepted,
     open_channel,
-    rate_limit_interceptor,
     route_to,
     target_of,
     wait_connected,
-)
-from ._host_channel import (
-    channel_options as host_channel_options,
 )
 from ._host_env import (
     command_argv,
@@ -62,6 +57,14 @@ from ._host_env import (
     plugin_environment,
     resolve_executable,
     verify_checksum,
+)
+from ._host_options import (
+    ABANDONED,
+    ClientInterceptor,
+    HostOptions,
+    call_interceptors,
+    channel_options_of,
+    notify_exit,
 )
 from ._host_stdio import BrokerStream, StderrLog, StdioSink, StdioStream, plugin_logger_name
 from ._reattach import ReattachConfig, reattach_version
@@ -74,32 +77,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
 _NEW, _STARTING, _RUNNING, _CLOSED = "new", "starting", "running", "closed"
-# Any grpc client interceptor (unary/stream, unary/stream).
-ClientInterceptor = Any
 # A failed call right after the plugin died: how long to wait for the reaper to notice.
 _DEATH_NOTICE = 0.1
-
-
-class HostOptions(TypedDict, total=False):
-    """Options shared by :class:`PluginProcess` and :meth:`PluginProcess.reattach`."""
-
-    handshake: HandshakeConfig | None
-    stub: Callable[[grpc.Channel], Any] | None
-    shutdown_grace: float
-    connect_timeout: float
-    logger: logging.Logger | None
-    rate_limit: TokenBucket | None
-    rate_limit_mode: str
-    stdio_stdout: StdioSink | None
-    stdio_stderr: StdioSink | None
-    interceptors: Sequence[ClientInterceptor]
-    channel_options: Sequence[tuple[str, Any]]
-    max_message_size: int
-    on_exit: Callable[[int], None] | None
-
-
-# Objects that must never be finalized in this process: plugins abandoned after a fork.
-_ABANDONED: list[object] = []
 
 
 class PluginProcess:
@@ -228,18 +207,8 @@ class PluginProcess:
         self.logger = options.get("logger") or logging.getLogger(logger_name)
         self._shutdown_grace = options.get("shutdown_grace", DEFAULT_SHUTDOWN_GRACE)
         self._connect_timeout = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-        limiter = rate_limit_interceptor(
-            options.get("rate_limit"), options.get("rate_limit_mode", "wait")
-        )
-        # Outermost first: a tracing span covers the time spent waiting for a token.
-        self._interceptors = (
-            *check_interceptors(options.get("interceptors", ())),
-            *((limiter,) if limiter is not None else ()),
-        )
-        self._channel_options = host_channel_options(
-            options.get("max_message_size", DEFAULT_MAX_MESSAGE_SIZE),
-            options.get("channel_options", ()),
-        )
+        self._interceptors = call_interceptors(options)
+        self._channel_options = channel_options_of(options)
         self._on_exit = options.get("on_exit")
         # One for the stderr pipe and StreamStdio's stderr: it logs each line once.
         self._stderr_log = StderrLog(self.logger)
@@ -403,7 +372,7 @@ class PluginProcess:
                 return
             # Its own thread: a slow callback must not hold up the reaper (and close()).
             thread = threading.Thread(
-                target=_notify_exit, args=(user, code, name), name=f"{name}-on-exit", daemon=True
+                target=notify_exit, args=(user, code, name), name=f"{name}-on-exit", daemon=True
             )
             if plugin is not None:
                 plugin._on_exit_thread = thread
@@ -528,7 +497,7 @@ class PluginProcess:
         self._abandoned = True
         self._state, self._dead = _CLOSED, True
         self._finalizer.detach()  # it would kill the parent's plugin
-        _ABANDONED.append(self)
+        ABANDONED.append(self)
 
     def __enter__(self) -> PluginProcess:
         if self._state == _NEW:
@@ -551,10 +520,3 @@ class PluginProcess:
     def __repr__(self) -> str:
         what = self._argv[0] if self._argv else f"reattach {self.address}"
         return f"<PluginProcess {what!r} pid={self.pid} {self._state}>"
-
-
-def _notify_exit(callback: Callable[[int], None], code: int, name: str) -> None:
-    try:
-        callback(code)
-    except Exception:
-        logger.exception("on_exit callback of plugin %s failed", name)

@@ -27,7 +27,8 @@ from ._constants import (
     DEFAULT_START_TIMEOUT,
 )
 from ._errors import PluginClosed, RPCPluginError
-from ._process import HostOptions, PluginProcess
+from ._host_options import HostOptions
+from ._process import PluginProcess
 from ._shared_live import Live, exit_code
 
 if TYPE_CHECKING:

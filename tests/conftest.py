@@ -21,3 +21,8 @@ def private_kv_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]
             del os.environ["KV_STORE_DIR"]
         else:
             os.environ["KV_STORE_DIR"] = saved
+
+
+# pytester runs the library's own pytest plugin (the rpcplugin_* fixtures) in a
+# fresh pytest, to see a test fail on a leaked process.
+pytest_plugins = ["pytester"]

@@ -13,6 +13,7 @@ from process_helpers import ECHO, scenario
 
 from pyvider_rpcplugin_sync import PluginClosed, PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
+from pyvider_rpcplugin_sync.testing import PluginProcessFactory
 
 pytestmark = pytest.mark.timeout(60)
 MIB = 1024 * 1024
@@ -80,32 +81,37 @@ def test_the_default_message_size_is_the_same_large_one_on_both_sides() -> None:
         assert echo(plugin, big) == big
 
 
-def test_max_message_size_on_the_host() -> None:
-    with PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub, max_message_size=1024) as plugin:
-        assert echo(plugin, b"x" * 900) == b"x" * 900
-        with pytest.raises(grpc.RpcError) as refused:
-            echo(plugin, b"x" * 2048)
-        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+# These use the library's own rpcplugin_process fixture (closed after the test, leaks fail).
 
 
-def test_max_message_size_on_the_plugin() -> None:
-    with PluginProcess(
+def test_max_message_size_on_the_host(rpcplugin_process: PluginProcessFactory) -> None:
+    plugin = rpcplugin_process(ECHO, stub=echo_pb2_grpc.EchoStub, max_message_size=1024)
+    assert echo(plugin, b"x" * 900) == b"x" * 900
+    with pytest.raises(grpc.RpcError) as refused:
+        echo(plugin, b"x" * 2048)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+def test_max_message_size_on_the_plugin(rpcplugin_process: PluginProcessFactory) -> None:
+    plugin = rpcplugin_process(
         scenario("echo_errors"), stub=echo_pb2_grpc.EchoStub, env={"MAX_MESSAGE_SIZE": "1024"}
-    ) as plugin:
-        assert echo(plugin, b"x" * 900) == b"x" * 900
-        with pytest.raises(grpc.RpcError) as refused:
-            echo(plugin, b"x" * 2048)
-        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-        assert plugin.ping()  # the plugin still serves
+    )
+    assert echo(plugin, b"x" * 900) == b"x" * 900
+    with pytest.raises(grpc.RpcError) as refused:
+        echo(plugin, b"x" * 2048)
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert plugin.ping()  # the plugin still serves
 
 
-def test_channel_options_reach_the_channel_and_their_sizes_win() -> None:
+def test_channel_options_reach_the_channel_and_their_sizes_win(
+    rpcplugin_process: PluginProcessFactory,
+) -> None:
     options = [("grpc.max_receive_message_length", 1024), ("grpc.keepalive_time_ms", 30000)]
-    with PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub, channel_options=options) as plugin:
-        assert echo(plugin, b"y" * 900) == b"y" * 900
-        with pytest.raises(grpc.RpcError) as refused:
-            echo(plugin, b"y" * 2048)  # sent fine, the reply is over the receive limit
-        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    plugin = rpcplugin_process(ECHO, stub=echo_pb2_grpc.EchoStub, channel_options=options)
+    assert echo(plugin, b"y" * 900) == b"y" * 900
+    with pytest.raises(grpc.RpcError) as refused:
+        echo(plugin, b"y" * 2048)  # sent fine, the reply is over the receive limit
+    assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def test_invalid_max_message_size_is_refused_at_once() -> None:
