@@ -65,3 +65,8 @@ def test_every_error_is_in_the_errors_reference() -> None:
     text = (DOCS / "errors.md").read_text()
     assert len(errors) >= 9
     assert [name for name in errors if name not in text] == []
+
+
+@pytest.mark.parametrize("page", sorted(DOCS.rglob("*.md")), ids=lambda p: p.name)
+def test_pages_stay_short(page: Path) -> None:
+    assert len(page.read_text().splitlines()) < 500, "split the page"
