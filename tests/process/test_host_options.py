@@ -11,7 +11,7 @@ import grpc
 import pytest
 from process_helpers import ECHO, scenario
 
-from pyvider_rpcplugin_sync import PluginClosed, PluginProcess
+from pyvider_rpcplugin_sync import DEFAULT_MAX_MESSAGE_SIZE, PluginClosed, PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 from pyvider_rpcplugin_sync.testing import PluginProcessFactory
 
@@ -76,6 +76,7 @@ def test_opentelemetry_client_interceptor_records_spans_and_propagates_context()
 
 def test_the_default_message_size_is_the_same_large_one_on_both_sides() -> None:
     # 5 MiB each way: beyond grpcio's own 4 MiB receive default, on host and plugin.
+    assert DEFAULT_MAX_MESSAGE_SIZE == 2**31 - 1  # go-plugin's host value, both sides
     big = os.urandom(5 * MIB)
     with PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub) as plugin:
         assert echo(plugin, big) == big
