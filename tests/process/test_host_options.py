@@ -11,7 +11,12 @@ import grpc
 import pytest
 from process_helpers import ECHO, scenario
 
-from pyvider_rpcplugin_sync import DEFAULT_MAX_MESSAGE_SIZE, PluginClosed, PluginProcess
+from pyvider_rpcplugin_sync import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    PluginClosed,
+    PluginProcess,
+    PluginStartError,
+)
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 from pyvider_rpcplugin_sync.testing import PluginProcessFactory
 
@@ -150,6 +155,14 @@ def test_on_exit_runs_before_close_returns() -> None:
     assert exits.calls == []
     plugin.close()
     assert [code for code, _ in exits.calls] == [0]
+
+
+def test_on_exit_reports_a_plugin_that_failed_to_start() -> None:
+    exits = ExitCalls()
+    with pytest.raises(PluginStartError):
+        PluginProcess(scenario("echo_errors", "crash-at-start"), on_exit=exits).start()
+    assert exits.done.wait(10)
+    assert [code for code, _ in exits.calls] == [1]  # the traceback's exit code
 
 
 def test_an_on_exit_that_raises_is_logged(caplog: pytest.LogCaptureFixture) -> None:
