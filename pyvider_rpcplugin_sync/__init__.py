@@ -24,6 +24,8 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
+    from ._constants import DEFAULT_MAX_MESSAGE_SIZE
+
     __version__: str
     from ._handshake import HandshakeConfig
     from ._process import PluginProcess
@@ -34,6 +36,7 @@ if TYPE_CHECKING:
     from ._shared import SharedPlugin
 
 _LAZY = {
+    "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
     "HandshakeConfig": "._handshake",
     "PluginProcess": "._process",
     "PluginServer": "._server",
@@ -47,6 +50,7 @@ _LAZY = {
 __all__ = [
     "__version__",
     # configuration
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "HandshakeConfig",
     # host side
     "PluginProcess",

@@ -105,7 +105,9 @@ def _parser() -> argparse.ArgumentParser:
     kv = commands.add_parser(
         "kv",
         help="go-plugin's KV example host: kv -- CMD... put KEY VALUE | get KEY",
-        description=f"CMD defaults to ${KV_PLUGIN_ENV}, else the bundled KV plugin.",
+        description=f"CMD defaults to ${KV_PLUGIN_ENV}, else the bundled KV plugin, which keeps "
+        "values in $KV_STORE_DIR, else in ~/.local/state/pyvider-rpcplugin-sync/kv "
+        "(KV_STORE_DIR=:memory: keeps them in memory, for one run).",
     )
     _add_plugin_options(kv, default_cookie="BASIC_PLUGIN=hello")
     kv.add_argument("words", nargs=argparse.REMAINDER, help="[-- CMD...] put KEY VALUE | get KEY")

@@ -139,7 +139,9 @@ class PluginServer:
             *_rate_limit_interceptors(rate_limit, rate_limit_per_method, self._environ),
             *interceptors,
         )
-        self._options = tuple(options)
+        # No SO_REUSEPORT (grpcio's default): two plugins racing for the same TCP port
+        # would both bind it and share its connections; the loser now moves on.
+        self._options = (("grpc.so_reuseport", 0), *options)
         if not overrides_message_size(self._options):
             self._options = (*message_size_options(max_message_size), *self._options)
         self._server: grpc.Server | None = None

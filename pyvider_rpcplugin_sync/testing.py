@@ -48,6 +48,7 @@ from ._server import PluginServer, Registrars
 
 if TYPE_CHECKING:
     from ._shared import ProcessOptions
+    from ._tls import Identity
     from ._tls_bridge import BridgeClient
 
 __all__ = ["InProcessPlugin", "PluginProcessFactory", "serve_in_process"]
@@ -147,30 +148,16 @@ def serve_in_process(
         from ._tls import generate_identity
 
         identity = generate_identity()
-    socket_dir = make_socket_dir(transport)
+    held = _Held(make_socket_dir(transport))
     environ = plugin_environment(
         os.environ,
         handshake,
         client_cert_pem=identity.cert_pem.decode("ascii") if identity else None,
-        socket_dir=socket_dir,
+        socket_dir=held.socket_dir,
         transport=transport,
     )
-    server: PluginServer | None = None
-    bridge: BridgeClient | None = None
-    channel: grpc.Channel | None = None
-
-    def cleanup() -> None:
-        if channel is not None:
-            channel.close()
-        if bridge is not None:
-            bridge.close()
-        if server is not None:
-            server.stop()
-        if socket_dir is not None:
-            shutil.rmtree(socket_dir, ignore_errors=True)
-
     try:
-        server = PluginServer(
+        server = held.server = PluginServer(
             registrars,
             handshake=handshake,
             environ=environ,
@@ -181,19 +168,45 @@ def serve_in_process(
         )
         line = server.start()
         validate_handshake(line, handshake.protocol_versions)
-        route = route_to(line, identity, socket_dir)
-        bridge = route.bridge
-        channel = open_channel(
-            route.target, route.credentials, channel_options(max_message_size, ())
-        )
-        wait_connected(channel, connect_timeout, target_of(line.network, line.address), route)
+        channel = held.connect(line, identity, max_message_size, connect_timeout)
     except BaseException:
-        cleanup()
+        held.close()
         raise
     shared = intercepted(channel, host_interceptors) if host_interceptors else channel
     return InProcessPlugin(
-        server, channel, shared, stub(shared) if stub is not None else None, cleanup
+        server, channel, shared, stub(shared) if stub is not None else None, held.close
     )
+
+
+class _Held:
+    """What an in-process plugin holds, released by :meth:`close` in reverse order."""
+
+    def __init__(self, socket_dir: str | None) -> None:
+        self.socket_dir = socket_dir
+        self.server: PluginServer | None = None
+        self.bridge: BridgeClient | None = None
+        self.channel: grpc.Channel | None = None
+
+    def connect(
+        self, line: HandshakeLine, identity: Identity | None, max_size: int, timeout: float
+    ) -> grpc.Channel:
+        """The host's route and channel to the server, as :class:`PluginProcess` makes them."""
+        route = route_to(line, identity, self.socket_dir)
+        self.bridge = route.bridge
+        options = channel_options(max_size, ())
+        channel = self.channel = open_channel(route.target, route.credentials, options)
+        wait_connected(channel, timeout, target_of(line.network, line.address), route)
+        return channel
+
+    def close(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+        if self.bridge is not None:
+            self.bridge.close()
+        if self.server is not None:
+            self.server.stop()
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 class PluginProcessFactory:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -119,3 +120,17 @@ def test_broker_parks_connection_info_from_the_host() -> None:
             replies.cancel()
         with pytest.raises(TimeoutError, match="broker id 99"):
             server.broker.wait_for(99, timeout=0.1)
+
+
+def test_a_tcp_port_of_a_plugin_cannot_be_shared() -> None:
+    # grpcio sets SO_REUSEPORT by default: two plugins that both found a port free
+    # would both bind it and split its connections between them.
+    with PluginServer(echo_plugin.register, handshake=HANDSHAKE, environ=ENV, transport="tcp") as s:
+        assert s.handshake_line is not None
+        port = int(s.handshake_line.address.rsplit(":", 1)[1])
+        other = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        try:
+            with pytest.raises(RuntimeError):
+                other.add_insecure_port(f"127.0.0.1:{port}")
+        finally:
+            other.stop(None)

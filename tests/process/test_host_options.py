@@ -11,7 +11,12 @@ import grpc
 import pytest
 from process_helpers import ECHO, scenario
 
-from pyvider_rpcplugin_sync import PluginClosed, PluginProcess
+from pyvider_rpcplugin_sync import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    PluginClosed,
+    PluginProcess,
+    PluginStartError,
+)
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 from pyvider_rpcplugin_sync.testing import PluginProcessFactory
 
@@ -76,6 +81,7 @@ def test_opentelemetry_client_interceptor_records_spans_and_propagates_context()
 
 def test_the_default_message_size_is_the_same_large_one_on_both_sides() -> None:
     # 5 MiB each way: beyond grpcio's own 4 MiB receive default, on host and plugin.
+    assert DEFAULT_MAX_MESSAGE_SIZE == 2**31 - 1  # go-plugin's host value, both sides
     big = os.urandom(5 * MIB)
     with PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub) as plugin:
         assert echo(plugin, big) == big
@@ -149,6 +155,14 @@ def test_on_exit_runs_before_close_returns() -> None:
     assert exits.calls == []
     plugin.close()
     assert [code for code, _ in exits.calls] == [0]
+
+
+def test_on_exit_reports_a_plugin_that_failed_to_start() -> None:
+    exits = ExitCalls()
+    with pytest.raises(PluginStartError):
+        PluginProcess(scenario("echo_errors", "crash-at-start"), on_exit=exits).start()
+    assert exits.done.wait(10)
+    assert [code for code, _ in exits.calls] == [1]  # the traceback's exit code
 
 
 def test_an_on_exit_that_raises_is_logged(caplog: pytest.LogCaptureFixture) -> None:
