@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -12,15 +14,42 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from snippets import FILE_MARKER, run_document, snippets
 
 REPO = Path(__file__).resolve().parents[2]
+# As in tests/interop: set in CI, where a missing Go fails instead of skipping.
+REQUIRE_ENV = "PYVIDER_REQUIRE_INTEROP"
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 
 pytestmark = pytest.mark.timeout(180)
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
-def test_snippets_run(document: Path, tmp_path: Path) -> None:
+def test_snippets_run(document: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    if document.name == "go.md":
+        _place_go_programs(tmp_path, request.getfixturevalue("go_programs"))
     failures = run_document(document, tmp_path)
     assert not failures, failures[0]
+
+
+@pytest.fixture(scope="session")
+def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """go.md runs the repository's Go KV host and plugin (tests/interop/go), built with
+    Debian's go-plugin 1.0.1 as in the interop suite, which decides when Go may be missing."""
+    sys.path.insert(0, str(REPO / "tests" / "interop"))
+    from gobuild import GoBuildError, build_go_binaries, go_available
+
+    reason = go_available()
+    if reason is not None:
+        if os.environ.get(REQUIRE_ENV, "") not in ("", "0"):
+            pytest.fail(f"{REQUIRE_ENV}=1 but Go is unavailable for docs/go.md: {reason}")
+        pytest.skip(reason)
+    try:
+        return build_go_binaries(tmp_path_factory.mktemp("gobin"))
+    except GoBuildError as exc:
+        pytest.fail(f"building the Go programs of docs/go.md failed: {exc}")
+
+
+def _place_go_programs(workdir: Path, programs: dict[str, Path]) -> None:
+    for name, path in {"kv-host": programs["kvhost"], "kv-plugin": programs["kvplugin"]}.items():
+        shutil.copy2(path, workdir / name)
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))
