@@ -88,7 +88,7 @@ def _serve(
     if debug:
         from ._debug import serve_debug
 
-        with _host_logging(host_loggers, log_level):
+        with _host_logging(host_loggers, log_level), _uncaught_thread_errors_logged():
             serve_debug(
                 registrars,
                 handshake=handshake or HandshakeConfig(),
