@@ -11,6 +11,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    BrokerClosed,
+    BrokerError,
+    BrokerTimeout,
     HandshakeError,
     PluginClosed,
     PluginStartError,
@@ -23,6 +26,7 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
+    from ._broker import Broker, BrokeredServer
     from ._handshake import HandshakeConfig
     from ._process import PluginProcess
     from ._ratelimit import TokenBucket
@@ -32,6 +36,8 @@ if TYPE_CHECKING:
     from ._shared import SharedPlugin
 
 _LAZY = {
+    "Broker": "._broker",
+    "BrokeredServer": "._broker",
     "HandshakeConfig": "._handshake",
     "PluginProcess": "._process",
     "PluginServer": "._server",
@@ -53,9 +59,15 @@ __all__ = [
     "PluginServer",
     "run_plugin",
     "serve",
+    # brokered connections (GRPCBroker)
+    "Broker",
+    "BrokeredServer",
     # rate limiting
     "TokenBucket",
     # errors
+    "BrokerClosed",
+    "BrokerError",
+    "BrokerTimeout",
     "HandshakeError",
     "PluginClosed",
     "PluginStartError",

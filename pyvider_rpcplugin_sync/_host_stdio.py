@@ -3,9 +3,9 @@
 - :class:`StderrLog`: each stderr line becomes a log record on the plugin's
   logger, hclog JSON parsed leniently (protocol.md §5.2);
 - :class:`StdioStream`: ``plugin.GRPCStdio/StreamStdio`` read in a daemon thread,
-  data forwarded to callables or the plugin's logger (§4.5);
-- :class:`BrokerStream`: ``plugin.GRPCBroker/StartStream`` held open for the
-  plugin's lifetime, as a go-plugin host does (§4.3).
+  data forwarded to callables or the plugin's logger (§4.5).
+
+The broker's ``StartStream`` lives in ``_services/broker.py``.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2  # type: ignore[import-untyped,unused-ignore]
 
-from ._constants import BROKER_SERVICE, STDIO_SERVICE
+from ._constants import STDIO_SERVICE
 from ._hclog import LEVEL_NAMES, parse_line
-from ._protos.goplugin_pb2 import ConnInfo, StdioData
+from ._protos.goplugin_pb2 import StdioData
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
@@ -175,27 +175,3 @@ class _LineLogger:
         if self._logger.isEnabledFor(logging.DEBUG):
             text = line.decode("utf-8", "replace").rstrip("\r")
             self._logger.debug("%s", text, extra={"plugin_stream": self._stream})
-
-
-class BrokerStream:
-    """Keeps ``StartStream`` open until :meth:`close`; errors are ignored, as in go-plugin."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self._done = threading.Event()
-        method = channel.stream_stream(
-            f"/{BROKER_SERVICE}/StartStream",
-            request_serializer=ConnInfo.SerializeToString,
-            response_deserializer=ConnInfo.FromString,
-        )
-        # The response iterator is never read: nothing here uses brokered
-        # connections yet, and unread ConnInfo messages are few and small.
-        self._call = method(self._requests())
-
-    def _requests(self) -> Iterator[ConnInfo]:
-        # grpc consumes this in its own thread; ending it half-closes the stream.
-        self._done.wait()
-        yield from ()
-
-    def close(self) -> None:
-        self._done.set()
-        self._call.cancel()

@@ -24,6 +24,9 @@ from ._constants import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_START_TIMEOUT,
+    ENV_MAX_PORT,
+    ENV_MIN_PORT,
+    ENV_UNIX_SOCKET_DIR,
     NETWORK_TCP,
     NETWORK_UNIX,
     PIPE_EOF_GRACE,
@@ -56,17 +59,20 @@ from ._host_env import (
     resolve_executable,
     verify_checksum,
 )
-from ._host_stdio import BrokerStream, StderrLog, StdioSink, StdioStream, plugin_logger_name
+from ._host_stdio import StderrLog, StdioSink, StdioStream, plugin_logger_name
 from ._reattach import ReattachConfig, reattach_version
 from ._runner import Child, PidWatch, Stdin, pid_alive
 
 if TYPE_CHECKING:
+    from ._broker import Broker
+    from ._broker_net import SessionSecurity
     from ._ratelimit import TokenBucket
     from ._tls import Identity
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
 _NEW, _STARTING, _RUNNING, _CLOSED = "new", "starting", "running", "closed"
+_PORT_VARS = frozenset({ENV_MIN_PORT, ENV_MAX_PORT})
 # A failed call right after the plugin died: how long to wait for the reaper to notice.
 _DEATH_NOTICE = 0.1
 
@@ -179,6 +185,7 @@ class PluginProcess:
         self._stub: Any = None
         self._channel: grpc.Channel | None = None
         self._res = HostResources()
+        self._security: SessionSecurity | None = None
         self._finalizer = weakref.finalize(self, self._res.release)
         self.negotiated_version: int | None = None
         self.handshake_line: HandshakeLine | None = None
@@ -291,6 +298,12 @@ class PluginProcess:
         self.negotiated_version = _validate(line, self._handshake.protocol_versions)
         self.handshake_line = line
         route = route_to(line, identity, socket_dir)
+        if identity is not None:
+            from ._broker_net import SessionSecurity
+            from ._tls import peer_certificate_from_field
+
+            plugin_cert = peer_certificate_from_field(line.server_cert)
+            self._security = SessionSecurity(identity, plugin_cert)
         self._res.bridge = route.bridge
         self._connect(line.network, line.address, route)
 
@@ -336,13 +349,36 @@ class PluginProcess:
                     stderr_tail=child.stderr_tail(),
                 ) from None
             raise
-        self._res.broker = BrokerStream(channel)
+        self._res.broker = self._open_broker(channel, network)
         self._res.stdio = StdioStream(channel, self.logger, *self._stdio, name=self._short_name)
         shared = channel
         if self._interceptor is not None:
             shared = grpc.intercept_channel(channel, self._interceptor)
         self._channel = shared
         self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
+
+    def _open_broker(self, channel: grpc.Channel, network: str) -> Broker:
+        """The session's GRPCBroker: its StartStream opens now, as a go-plugin host's does."""
+        from ._broker import Broker
+        from ._broker_net import BrokerNetwork
+        from ._services.broker import BrokerStream
+
+        environ = {k: v for k, v in getattr(self, "_environ", {}).items() if k in _PORT_VARS}
+        if self._res.socket_dir is not None:
+            environ[ENV_UNIX_SOCKET_DIR] = self._res.socket_dir
+        transport = NETWORK_TCP if network == NETWORK_TCP else NETWORK_UNIX
+        broker = Broker("host")
+        stream = BrokerStream(channel, broker)
+        broker.attach(BrokerNetwork(transport, environ, self._security), on_close=stream.close)
+        return broker
+
+    @property
+    def broker(self) -> Broker:
+        """The session's GRPCBroker: serve callbacks to the plugin, dial its brokered servers."""
+        broker = self._res.broker
+        if broker is None or self._dead or self._state != _RUNNING:
+            raise self._unusable("broker")
+        return broker
 
     @property
     def _short_name(self) -> str:
