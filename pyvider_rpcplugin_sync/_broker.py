@@ -122,6 +122,7 @@ class Broker:
         self._network: BrokerNetwork | None = None
         self._bridge_dir: str | None = None
         self._closed = False
+        self._clock: Callable[[], float] = time.monotonic
 
     # --- public API -----------------------------------------------------------
 
@@ -228,7 +229,7 @@ class Broker:
 
     def receive(self, info: ConnInfo) -> None:
         """The peer announced ``info``: park it (a buffer of one per id) for a dialer."""
-        now = time.monotonic()
+        now = self._clock()
         with self._cond:
             self._expire(now)
             if info.service_id in self._parked:
@@ -321,12 +322,12 @@ class Broker:
             self._channels.discard(channel)
 
     def _claim(self, service_id: int, timeout: float) -> ConnInfo:
-        deadline = time.monotonic() + timeout
+        deadline = self._clock() + timeout
         with self._cond:
             while True:
                 if self._closed:
                     raise self._closed_error()
-                now = time.monotonic()
+                now = self._clock()
                 self._expire(now)
                 parked = self._parked.pop(service_id, None)
                 if parked is not None:
