@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 import grpc
 
 from pyvider_rpcplugin_sync import PluginProcess
-from pyvider_rpcplugin_sync._protos import counter_pb2, counter_pb2_grpc
+from pyvider_rpcplugin_sync.examples import counter_pb2, counter_pb2_grpc
 
 CALL_TIMEOUT = 10.0
 

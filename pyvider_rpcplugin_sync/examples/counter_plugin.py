@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 
 from pyvider_rpcplugin_sync import Broker, HandshakeConfig, run_plugin
-from pyvider_rpcplugin_sync._protos import counter_pb2, counter_pb2_grpc
+from pyvider_rpcplugin_sync.examples import counter_pb2, counter_pb2_grpc
 
 # go-plugin's examples/bidirectional handshake.
 COUNTER_HANDSHAKE = HandshakeConfig(
