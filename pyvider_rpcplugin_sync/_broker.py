@@ -209,9 +209,10 @@ class Broker:
             server.stop()
         for channel in channels:
             channel.close()
-        if self._bridge_dir is not None:
-            shutil.rmtree(self._bridge_dir, ignore_errors=True)
-            self._bridge_dir = None
+        with self._cond:
+            bridge_dir, self._bridge_dir = self._bridge_dir, None
+        if bridge_dir is not None:
+            shutil.rmtree(bridge_dir, ignore_errors=True)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else ("ready" if self._network else "not connected")
@@ -350,6 +351,8 @@ class Broker:
     def _bridge_directory(self) -> str:
         """A private (0700) directory for TLS bridge sockets, made on first use."""
         with self._cond:
+            if self._closed:  # close() has removed it, or is about to
+                raise self._closed_error()
             if self._bridge_dir is None:
                 self._bridge_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
             return self._bridge_dir

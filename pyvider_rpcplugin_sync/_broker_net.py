@@ -10,6 +10,7 @@ goes through the ``ssl`` bridge, as the main connection does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,8 @@ class BrokeredChannel(grpc.Channel):  # type: ignore[misc]
         self._bridge = bridge
         self.service_id = service_id
         self._on_close: Callable[[BrokeredChannel], None] | None = None
+        self._lock = threading.Lock()
+        self._closed = False
 
     def subscribe(self, callback: Callable[..., None], try_to_connect: bool = False) -> None:
         self._channel.subscribe(callback, try_to_connect=try_to_connect)
@@ -136,14 +139,16 @@ class BrokeredChannel(grpc.Channel):  # type: ignore[misc]
         return self._channel.stream_stream(method, *args, **kwargs)
 
     def close(self) -> None:
-        """Close the channel (idempotent)."""
-        on_close, self._on_close = self._on_close, None
+        """Close the channel and its bridge (idempotent, thread-safe)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
         self._channel.close()
-        bridge, self._bridge = self._bridge, None
-        if bridge is not None:
-            bridge.close()
-        if on_close is not None:
-            on_close(self)
+        if self._bridge is not None:
+            self._bridge.close()
+        if self._on_close is not None:
+            self._on_close(self)
 
     def __enter__(self) -> BrokeredChannel:
         return self

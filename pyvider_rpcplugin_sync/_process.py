@@ -24,9 +24,6 @@ from ._constants import (
     DEFAULT_PING_TIMEOUT,
     DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_START_TIMEOUT,
-    ENV_MAX_PORT,
-    ENV_MIN_PORT,
-    ENV_UNIX_SOCKET_DIR,
     NETWORK_TCP,
     NETWORK_UNIX,
     PIPE_EOF_GRACE,
@@ -72,7 +69,6 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
 _NEW, _STARTING, _RUNNING, _CLOSED = "new", "starting", "running", "closed"
-_PORT_VARS = frozenset({ENV_MIN_PORT, ENV_MAX_PORT})
 # A failed call right after the plugin died: how long to wait for the reaper to notice.
 _DEATH_NOTICE = 0.1
 
@@ -349,28 +345,18 @@ class PluginProcess:
                     stderr_tail=child.stderr_tail(),
                 ) from None
             raise
-        self._res.broker = self._open_broker(channel, network)
+        from ._services.broker import open_host_broker
+
+        environ = getattr(self, "_environ", None) or {}  # reattached hosts have none
+        self._res.broker = open_host_broker(
+            channel, network, self._res.socket_dir, environ, self._security
+        )
         self._res.stdio = StdioStream(channel, self.logger, *self._stdio, name=self._short_name)
         shared = channel
         if self._interceptor is not None:
             shared = grpc.intercept_channel(channel, self._interceptor)
         self._channel = shared
         self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
-
-    def _open_broker(self, channel: grpc.Channel, network: str) -> Broker:
-        """The session's GRPCBroker: its StartStream opens now, as a go-plugin host's does."""
-        from ._broker import Broker
-        from ._broker_net import BrokerNetwork
-        from ._services.broker import BrokerStream
-
-        environ = {k: v for k, v in getattr(self, "_environ", {}).items() if k in _PORT_VARS}
-        if self._res.socket_dir is not None:
-            environ[ENV_UNIX_SOCKET_DIR] = self._res.socket_dir
-        transport = NETWORK_TCP if network == NETWORK_TCP else NETWORK_UNIX
-        broker = Broker("host")
-        stream = BrokerStream(channel, broker)
-        broker.attach(BrokerNetwork(transport, environ, self._security), on_close=stream.close)
-        return broker
 
     @property
     def broker(self) -> Broker:

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import grpc
 
 from .._broker import Broker
-from .._constants import BROKER_SERVICE, READER_JOIN_TIMEOUT
+from .._broker_net import BrokerNetwork
+from .._constants import (
+    BROKER_SERVICE,
+    ENV_MAX_PORT,
+    ENV_MIN_PORT,
+    ENV_UNIX_SOCKET_DIR,
+    NETWORK_TCP,
+    NETWORK_UNIX,
+    READER_JOIN_TIMEOUT,
+)
 from .._protos.goplugin_pb2 import ConnInfo
+
+if TYPE_CHECKING:
+    from .._broker_net import SessionSecurity
 
 logger = logging.getLogger(__name__)
 
@@ -92,3 +105,25 @@ class BrokerStream:
         self._broker.wake()
         if self._reader is not threading.current_thread():
             self._reader.join(timeout)
+
+
+def open_host_broker(
+    channel: grpc.Channel,
+    network: str,
+    socket_dir: str | None,
+    environ: Mapping[str, str],
+    security: SessionSecurity | None,
+) -> Broker:
+    """The host's broker for one session; its StartStream opens now, as a go-plugin host's.
+
+    Brokered servers listen like the plugin: unix sockets in the session's socket
+    directory, or loopback TCP (within the host's PLUGIN_MIN/MAX_PORT) for a TCP session.
+    """
+    bind_environ = {k: v for k, v in environ.items() if k in (ENV_MIN_PORT, ENV_MAX_PORT)}
+    if socket_dir is not None:
+        bind_environ[ENV_UNIX_SOCKET_DIR] = socket_dir
+    transport = NETWORK_TCP if network == NETWORK_TCP else NETWORK_UNIX
+    broker = Broker("host")
+    stream = BrokerStream(channel, broker)
+    broker.attach(BrokerNetwork(transport, bind_environ, security), on_close=stream.close)
+    return broker
