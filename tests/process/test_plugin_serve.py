@@ -36,10 +36,8 @@ def shutdown(channel: grpc.Channel) -> None:
         request_serializer=goplugin_pb2.Empty.SerializeToString,
         response_deserializer=goplugin_pb2.Empty.FromString,
     )
-    try:
-        call(goplugin_pb2.Empty(), timeout=5)
-    except grpc.RpcError as exc:  # the server may close before the reply leaves
-        assert exc.code() in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED)
+    # The reply leaves before the server's GOAWAY: any error here is a failure.
+    call(goplugin_pb2.Empty(), timeout=5)
 
 
 def behave(channel: grpc.Channel, method: str, payload: bytes, timeout: float = 10) -> bytes:
