@@ -30,12 +30,13 @@ lint: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python protos/generate.py
 
-# Debian's go-plugin 1.0.1 toolchain (no-op when present), then the interop tests.
+# Debian's go-plugin 1.0.1 toolchain (no-op when present), then the interop tests
+# (Go go-plugin, pyvider-rpcplugin, and the terraform binary of the machine image).
 interop-deps:
 	bash tests/interop/install_go_deps.sh
 
 interop: $(STAMP) interop-deps
-	PYVIDER_REQUIRE_INTEROP=1 $(BIN)/python -m pytest tests/interop $(PYTEST_ARGS)
+	PYVIDER_REQUIRE_INTEROP=1 $(BIN)/python -m pytest tests/interop tests/terraform $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

@@ -39,6 +39,8 @@ def serve(
     log_level: str | int | None = None,
     host_loggers: Sequence[str] = DEFAULT_HOST_LOGGERS,
     redirect_stdio: bool = True,
+    debug: bool = False,
+    debug_name: str | None = None,
     **server_options: Any,
 ) -> None:
     """Serve ``registrars`` as a go-plugin plugin until the host shuts it down.
@@ -48,6 +50,10 @@ def serve(
     :class:`RPCPluginError` when the plugin cannot start (wrong cookie, no
     common version, socket problems); :func:`run_plugin` turns those into
     exit codes.
+
+    ``debug=True`` starts without a host (no TLS) and prints the
+    ``TF_REATTACH_PROVIDERS`` JSON to attach to, keyed by ``debug_name``
+    (default: the program's name), then serves until Ctrl-C or SIGTERM.
     """
     _serve(
         registrars,
@@ -57,6 +63,8 @@ def serve(
         redirect_stdio=redirect_stdio,
         exiting_after=False,
         server_options=server_options,
+        debug=debug,
+        debug_name=debug_name,
     )
 
 
@@ -69,7 +77,20 @@ def _serve(
     redirect_stdio: bool,
     exiting_after: bool,
     server_options: dict[str, Any],
+    debug: bool = False,
+    debug_name: str | None = None,
 ) -> None:
+    if debug:
+        from ._debug import serve_debug
+
+        with _host_logging(host_loggers, log_level):
+            serve_debug(
+                registrars,
+                handshake=handshake or HandshakeConfig(),
+                name=debug_name,
+                server_options=server_options,
+            )
+        return
     server = PluginServer(registrars, handshake=handshake, **server_options)
     with _host_logging(host_loggers, log_level):
         # A stray print() in a registrar must not land before the handshake.
@@ -98,6 +119,8 @@ def run_plugin(
     log_level: str | int | None = None,
     host_loggers: Sequence[str] = DEFAULT_HOST_LOGGERS,
     redirect_stdio: bool = True,
+    debug: bool = False,
+    debug_name: str | None = None,
     **server_options: Any,
 ) -> int:
     """:func:`serve` as a program: the exit code, errors as one clear message on stderr."""
@@ -110,6 +133,8 @@ def run_plugin(
             redirect_stdio=redirect_stdio,
             exiting_after=True,
             server_options=server_options,
+            debug=debug,
+            debug_name=debug_name,
         )
     except RPCPluginError as exc:
         print(exc, file=sys.stderr, flush=True)
