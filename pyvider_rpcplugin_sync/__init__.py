@@ -11,6 +11,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    BrokerClosed,
+    BrokerError,
+    BrokerTimeout,
     CodegenError,
     HandshakeError,
     PluginClosed,
@@ -24,9 +27,8 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
+    from ._broker import Broker, BrokeredServer
     from ._constants import DEFAULT_MAX_MESSAGE_SIZE
-
-    __version__: str
     from ._handshake import HandshakeConfig
     from ._process import PluginProcess
     from ._ratelimit import TokenBucket
@@ -35,7 +37,11 @@ if TYPE_CHECKING:
     from ._server import PluginServer
     from ._shared import SharedPlugin
 
+    __version__: str
+
 _LAZY = {
+    "Broker": "._broker",
+    "BrokeredServer": "._broker",
     "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
     "HandshakeConfig": "._handshake",
     "PluginProcess": "._process",
@@ -60,9 +66,15 @@ __all__ = [
     "PluginServer",
     "run_plugin",
     "serve",
+    # brokered connections (GRPCBroker)
+    "Broker",
+    "BrokeredServer",
     # rate limiting
     "TokenBucket",
     # errors
+    "BrokerClosed",
+    "BrokerError",
+    "BrokerTimeout",
     "CodegenError",
     "HandshakeError",
     "PluginClosed",

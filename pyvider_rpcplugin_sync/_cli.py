@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 ECHO_PLUGIN = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.echo_plugin"]
 KV_PLUGIN = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.kv_plugin"]
 KV_PLUGIN_ENV = "KV_PLUGIN"
+COUNTER_PLUGIN = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.counter_plugin"]
+COUNTER_PLUGIN_ENV = "COUNTER_PLUGIN"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,6 +131,16 @@ def _parser() -> argparse.ArgumentParser:
     protoc.add_argument("--out", default=".", metavar="DIR", help="output directory (default .)")
     protoc.add_argument("protos", nargs="+", metavar="FILE.proto")
     protoc.set_defaults(run=_run_protoc)
+
+    counter = commands.add_parser(
+        "counter",
+        help="go-plugin's bidirectional example host: counter -- CMD... put KEY N | get KEY ...",
+        description=f"CMD defaults to ${COUNTER_PLUGIN_ENV}, else the bundled counter plugin. "
+        "Every put serves a brokered AddHelper that the plugin calls back.",
+    )
+    _add_plugin_options(counter, default_cookie="BASIC_PLUGIN=hello")
+    counter.add_argument("words", nargs=argparse.REMAINDER, help="[-- CMD...] OP...")
+    counter.set_defaults(run=_run_counter)
     return parser
 
 
@@ -330,4 +342,35 @@ def _run_protoc(args: argparse.Namespace) -> int:
 
     for path in generate_stubs(args.protos, include=args.proto_path, out=args.out):
         print(path)
+    return 0
+
+
+# --- counter (brokered callbacks) ----------------------------------------------------
+
+
+def _run_counter(args: argparse.Namespace) -> int:
+    from ._process import PluginProcess
+    from ._protos import counter_pb2_grpc
+    from .examples import counter_host
+
+    words = list(args.words)
+    if words and words[0] == "--":
+        first_op = next((i for i, w in enumerate(words) if w in ("put", "get")), len(words))
+        cmd, words = words[1:first_op], words[first_op:]
+    else:
+        env_cmd = os.environ.get(COUNTER_PLUGIN_ENV)
+        cmd = shlex.split(env_cmd) if env_cmd else COUNTER_PLUGIN
+    ops = counter_host.parse_ops(words)
+    if not cmd:
+        raise ValueError("counter: the plugin command after -- is empty")
+    with PluginProcess(
+        cmd,
+        handshake=_handshake_from(args),
+        tls=not args.no_tls,
+        transport=args.transport,
+        start_timeout=args.start_timeout,
+        stub=counter_pb2_grpc.CounterStub,
+    ) as plugin:
+        for count in counter_host.run(plugin, ops):
+            print(count, flush=True)
     return 0

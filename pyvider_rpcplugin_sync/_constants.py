@@ -72,6 +72,16 @@ INTERNAL_SERVICES: Final = frozenset(
     }
 )
 
+# --- GRPCBroker (protocol.md §4.3) ----------------------------------------------
+
+# go-plugin's Dial wait, and how long unclaimed connection info is kept.
+BROKER_DIAL_TIMEOUT: Final = 5.0
+BROKER_INFO_LIFETIME: Final = 5.0
+# Worker threads of each brokered server (accept_and_serve) unless the caller says.
+BROKER_SERVER_WORKERS: Final = 4
+# Broker ids are uint32 on the wire.
+BROKER_MAX_ID: Final = 2**32 - 1
+
 # --- plugin server sizing and timing -------------------------------------------
 
 # Broker and stdio streams each hold a worker for a connection's lifetime.

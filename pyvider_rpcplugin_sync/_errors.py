@@ -79,3 +79,15 @@ class PluginClosed(_ProcessFailure):
 
 class CodegenError(RPCPluginError):
     """Stub generation (``protoc``) failed, or grpcio-tools (the ``codegen`` extra) is missing."""
+
+
+class BrokerError(RPCPluginError):
+    """A brokered connection (GRPCBroker) could not be served or dialed, e.g. a bad id."""
+
+
+class BrokerTimeout(BrokerError):
+    """The peer announced no connection for a broker id within the dial timeout."""
+
+
+class BrokerClosed(BrokerError):
+    """The broker's session has ended: the plugin was closed or the host left."""

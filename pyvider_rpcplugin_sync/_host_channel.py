@@ -31,11 +31,12 @@ from ._constants import (
 )
 from ._errors import RPCPluginError, TLSError, TransportError
 from ._handshake import HandshakeLine
-from ._host_stdio import BrokerStream, StdioStream
+from ._host_stdio import StdioStream
 from ._protos.goplugin_pb2 import Empty
 from ._runner import Child, PidWatch
 
 if TYPE_CHECKING:
+    from ._broker import Broker
     from ._ratelimit import TokenBucket
     from ._reattach import ReattachConfig
     from ._tls import Identity
@@ -60,7 +61,7 @@ class HostResources:
         self.child: Child | None = None
         self.watch: PidWatch | None = None
         self.channel: grpc.Channel | None = None
-        self.broker: BrokerStream | None = None
+        self.broker: Broker | None = None  # closing it also ends its StartStream
         self.stdio: StdioStream | None = None
         self.bridge: BridgeClient | None = None
         self.socket_dir: str | None = None

@@ -5,9 +5,9 @@
   Go panics at ERROR; a line that arrives both on the stderr pipe and over
   ``StreamStdio`` (our plugins send plain stderr text both ways) is logged once;
 - :class:`StdioStream`: ``plugin.GRPCStdio/StreamStdio`` read in a daemon thread,
-  data forwarded to callables or the plugin's logger (§4.5);
-- :class:`BrokerStream`: ``plugin.GRPCBroker/StartStream`` held open for the
-  plugin's lifetime, as a go-plugin host does (§4.3).
+  data forwarded to callables or the plugin's logger (§4.5).
+
+The broker's ``StartStream`` lives in ``_services/broker.py``.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2  # type: ignore[import-untyped,unused-ignore]
 
-from ._constants import BROKER_SERVICE, STDIO_SERVICE
+from ._constants import STDIO_SERVICE
 from ._hclog import LEVEL_NAMES, parse_line
-from ._protos.goplugin_pb2 import ConnInfo, StdioData
+from ._protos.goplugin_pb2 import StdioData
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
@@ -244,27 +244,3 @@ class _LineLogger:
 
     def _emit(self, line: bytes) -> None:
         self._emit_line(line.decode("utf-8", "replace").rstrip("\r"))
-
-
-class BrokerStream:
-    """Keeps ``StartStream`` open until :meth:`close`; errors are ignored, as in go-plugin."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self._done = threading.Event()
-        method = channel.stream_stream(
-            f"/{BROKER_SERVICE}/StartStream",
-            request_serializer=ConnInfo.SerializeToString,
-            response_deserializer=ConnInfo.FromString,
-        )
-        # The response iterator is never read: nothing here uses brokered
-        # connections yet, and unread ConnInfo messages are few and small.
-        self._call = method(self._requests())
-
-    def _requests(self) -> Iterator[ConnInfo]:
-        # grpc consumes this in its own thread; ending it half-closes the stream.
-        self._done.wait()
-        yield from ()
-
-    def close(self) -> None:
-        self._done.set()
-        self._call.cancel()

@@ -66,11 +66,13 @@ from ._host_options import (
     channel_options_of,
     notify_exit,
 )
-from ._host_stdio import BrokerStream, StderrLog, StdioSink, StdioStream, plugin_logger_name
+from ._host_stdio import StderrLog, StdioSink, StdioStream, plugin_logger_name
 from ._reattach import ReattachConfig, reattach_version
 from ._runner import Child, PidWatch, Stdin, pid_alive
 
 if TYPE_CHECKING:
+    from ._broker import Broker
+    from ._broker_net import SessionSecurity
     from ._ratelimit import TokenBucket
     from ._tls import Identity
 
@@ -223,6 +225,7 @@ class PluginProcess:
         self._stub: Any = None
         self._channel: grpc.Channel | None = None
         self._res = HostResources()
+        self._security: SessionSecurity | None = None
         self._finalizer = weakref.finalize(self, self._res.release)
         self.negotiated_version: int | None = None
         self.handshake_line: HandshakeLine | None = None
@@ -340,6 +343,12 @@ class PluginProcess:
         self.negotiated_version = _validate(line, self._handshake.protocol_versions)
         self.handshake_line = line
         route = route_to(line, identity, socket_dir)
+        if identity is not None:
+            from ._broker_net import SessionSecurity
+            from ._tls import peer_certificate_from_field
+
+            plugin_cert = peer_certificate_from_field(line.server_cert)
+            self._security = SessionSecurity(identity, plugin_cert)
         self._res.bridge = route.bridge
         self._connect(line.network, line.address, route)
 
@@ -396,7 +405,12 @@ class PluginProcess:
                     stderr_tail=child.stderr_tail(),
                 ) from None
             raise
-        self._res.broker = BrokerStream(channel)
+        from ._services.broker import open_host_broker
+
+        environ = getattr(self, "_environ", None) or {}  # reattached hosts have none
+        self._res.broker = open_host_broker(
+            channel, network, self._res.socket_dir, environ, self._security
+        )
         self._res.stdio = StdioStream(
             channel, self.logger, *self._stdio, name=self._short_name, stderr_log=self._stderr_log
         )
@@ -405,6 +419,14 @@ class PluginProcess:
             shared = intercepted(channel, self._interceptors)
         self._channel = shared
         self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
+
+    @property
+    def broker(self) -> Broker:
+        """The session's GRPCBroker: serve callbacks to the plugin, dial its brokered servers."""
+        broker = self._res.broker
+        if broker is None or self._dead or self._state != _RUNNING:
+            raise self._unusable("broker")
+        return broker
 
     @property
     def _short_name(self) -> str:

@@ -6,6 +6,7 @@ version, listener, services, then one handshake line on the real stdout.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -15,6 +16,8 @@ from typing import Any
 
 import grpc
 
+from ._broker import Broker
+from ._broker_net import BrokerNetwork, SessionSecurity
 from ._constants import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_WORKERS,
@@ -22,7 +25,9 @@ from ._constants import (
     ENV_CLIENT_CERT,
     ENV_MULTIPLEX_GRPC,
     ENV_PROTOCOL_VERSIONS,
+    ENV_UNIX_SOCKET_DIR,
     INTERNAL_SERVICES,
+    NETWORK_UNIX,
     RESERVED_STREAM_WORKERS,
     message_size_options,
     overrides_message_size,
@@ -38,7 +43,7 @@ from ._handshake import (
 )
 from ._listener import Listener, bind, bind_bridged, choose_transport
 from ._ratelimit import TokenBucket, bucket_from_env
-from ._services.broker import Broker, broker_handler
+from ._services.broker import broker_handler
 from ._services.controller import controller_handler
 from ._services.health import add_health_service
 from ._services.stdio import StdioQueue, stdio_handler
@@ -47,7 +52,8 @@ logger = logging.getLogger("pyvider_rpcplugin_sync.server")
 
 WORKER_THREAD_PREFIX = "plugin-rpc"
 
-Registrar = Callable[[grpc.Server], None]
+# ``register(server)``, or ``register(server, broker)`` to reach the session's GRPCBroker.
+Registrar = Callable[[grpc.Server], None] | Callable[[grpc.Server, Broker], None]
 Registrars = Registrar | Mapping[int, Registrar]
 
 
@@ -151,7 +157,7 @@ class PluginServer:
         self._stopped = threading.Event()
         self._stop_requested = False
         self.stdio = StdioQueue()
-        self.broker = Broker()
+        self.broker = Broker("plugin")
         self.handshake_line: HandshakeLine | None = None
         self.negotiated_version: int | None = None
         self.service_names: tuple[str, ...] = ()
@@ -203,17 +209,19 @@ class PluginServer:
                 interceptors=self._interceptors,
                 options=self._options,
             )
-            cert_field = ""
+            cert_field, security = "", None
             if client_cert:
-                listener, cert_field = self._bind_tls(server, client_cert)
+                listener, cert_field, security = self._bind_tls(server, client_cert)
             else:
                 listener = bind(server, self._transport, self._environ)
+            self.broker.attach(self._broker_network(listener, security))
             try:
                 self._register(server, version)
                 server.start()
                 if listener.bridge is not None:
                     listener.bridge.start()
             except BaseException:
+                self.broker.close()
                 server.stop(None)
                 listener.remove()
                 raise
@@ -233,8 +241,10 @@ class PluginServer:
             )
             return self.handshake_line
 
-    def _bind_tls(self, server: grpc.Server, client_cert: str) -> tuple[Listener, str]:
-        """AutoMTLS: bind with a fresh certificate; return the listener and field 6.
+    def _bind_tls(
+        self, server: grpc.Server, client_cert: str
+    ) -> tuple[Listener, str, SessionSecurity]:
+        """AutoMTLS: bind with a fresh certificate; return the listener, field 6, the identities.
 
         grpcio's own TLS when it can verify the host's key, else (P-521: Go
         go-plugin hosts) the ``ssl``-module bridge; both require the host's cert.
@@ -256,7 +266,17 @@ class PluginServer:
         else:
             credentials = plugin_server_credentials(host_cert, identity)
             listener = bind(server, self._transport, self._environ, credentials)
-        return listener, encode_cert_field(identity.cert_der)
+        security = SessionSecurity(identity, host_cert)
+        return listener, encode_cert_field(identity.cert_der), security
+
+    def _broker_network(
+        self, listener: Listener, security: SessionSecurity | None
+    ) -> BrokerNetwork:
+        """Brokered servers listen like the main one: same transport, same socket directory."""
+        environ = dict(self._environ)
+        if listener.network == NETWORK_UNIX:
+            environ[ENV_UNIX_SOCKET_DIR] = os.path.dirname(listener.address)
+        return BrokerNetwork(listener.network, environ, security)
 
     def _register(self, server: grpc.Server, version: int) -> None:
         add_health_service(server)
@@ -268,7 +288,11 @@ class PluginServer:
             )
         )
         recorder = _RecordingServer(server)
-        self._registrars[version](recorder)
+        registrar = self._registrars[version]
+        if _takes_broker(registrar):
+            registrar(recorder, self.broker)  # type: ignore[call-arg]
+        else:
+            registrar(recorder)  # type: ignore[call-arg]
         self.service_names = tuple(recorder.service_names)
         if self._reflection:
             from grpc_reflection.v1alpha import reflection
@@ -360,5 +384,16 @@ def _versioned(registrars: Registrars, handshake: HandshakeConfig) -> dict[int, 
     if not versions or not all(isinstance(v, int) and v > 0 for v in versions):
         raise ValueError("versioned registrars need positive int protocol versions as keys")
     if not all(callable(r) for r in versions.values()):
-        raise TypeError("every versioned registrar must be callable(server)")
+        raise TypeError("every versioned registrar must be callable(server[, broker])")
     return versions
+
+
+def _takes_broker(registrar: Registrar) -> bool:
+    """True for ``register(server, broker)``: two or more positional parameters."""
+    try:
+        parameters = inspect.signature(registrar).parameters.values()
+    except (TypeError, ValueError):
+        return False  # no signature (some builtins): the plain form
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [p for p in parameters if p.kind in kinds]
+    return len(positional) >= 2
