@@ -6,12 +6,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint protos interop interop-deps bench bench-quick clean
+.PHONY: install demo test lint protos interop interop-deps bench bench-quick docs docs-serve \
+	wheel-check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[test,dev,docs,release]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -45,5 +46,16 @@ bench: $(STAMP)
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
 
+# The documentation site in site/; --strict: a broken link or reference fails the build.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
+
+# sdist + wheel, twine check, the wheel installed in a fresh venv outside the repo and run.
+wheel-check: $(STAMP)
+	bash .ci/wheel-check $(BIN)/python
+
 clean:
-	rm -rf $(VENV) .gocache .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) site .gocache .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -46,10 +46,11 @@ BENCHES: dict[str, tuple[str, str]] = {
     "rss": ("bench_rss", "run"),
     "tls": ("_external", "run_tls_bridge"),
     "bucket": ("_external", "run_bucket"),
+    "broker": ("bench_broker", "run"),
 }
 PYVIDER_BENCHES = frozenset({"unary", "stream", "cycle", "rss"})
 # Not in --quick (no budget to guard): run them with --only.
-QUICK_SKIPS = frozenset({"rss"})
+QUICK_SKIPS = frozenset({"rss", "broker"})
 # Benchmarks whose failure is reported as n/a, not as an error (not ours to fix here).
 EXTERNAL = frozenset({"tls"})
 

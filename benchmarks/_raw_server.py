@@ -33,9 +33,14 @@ import grpc
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
 # The plugin server's pool: DEFAULT_MAX_WORKERS + RESERVED_STREAM_WORKERS (_constants.py),
-# and its (empty) server options. Written out so this program imports nothing else.
+# and its server options: DEFAULT_MAX_MESSAGE_SIZE both ways, no SO_REUSEPORT
+# (PluginServer). Written out so this program imports nothing else.
 MAX_WORKERS = 16 + 2
-SERVER_OPTIONS: tuple[tuple[str, object], ...] = ()
+SERVER_OPTIONS: tuple[tuple[str, object], ...] = (
+    ("grpc.max_send_message_length", 2**31 - 1),
+    ("grpc.max_receive_message_length", 2**31 - 1),
+    ("grpc.so_reuseport", 0),
+)
 STOP_GRACE = 0.5  # DEFAULT_STOP_GRACE
 CLIENT_CERT_ENV = "RAW_CLIENT_CERT"
 

@@ -1,5 +1,8 @@
 """Regenerate the committed Python code in pyvider_rpcplugin_sync/_protos/.
 
+The .proto sources are copied beside the code made from them, so that the
+wheel ships them (hosts and plugins in other languages need the same files).
+
 Usage: python protos/generate.py [OUTPUT_ROOT]
 
 OUTPUT_ROOT defaults to the repository root; the stale-code test points it at
@@ -9,6 +12,7 @@ that the output is reproducible.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -17,7 +21,7 @@ from grpc_tools import protoc
 PROTO_DIR = Path(__file__).resolve().parent
 PACKAGE_DIR = "pyvider_rpcplugin_sync/_protos"
 # goplugin.proto has no services on purpose (see its header), so no stubs.
-WITH_SERVICES = ("echo.proto", "kv.proto", "tfplugin6.proto")
+WITH_SERVICES = ("counter.proto", "echo.proto", "kv.proto", "tfplugin6.proto")
 MESSAGES_ONLY = ("goplugin.proto",)
 
 
@@ -41,6 +45,8 @@ def generate(output_root: Path) -> None:
         ]
         if protoc.main(args) != 0:
             raise SystemExit(f"protoc failed for {', '.join(names)}")
+        for name in names:
+            shutil.copyfile(PROTO_DIR / name, output_root / PACKAGE_DIR / name)
 
 
 if __name__ == "__main__":

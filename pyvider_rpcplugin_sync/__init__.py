@@ -11,6 +11,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from ._errors import (
+    BrokerClosed,
+    BrokerError,
+    BrokerTimeout,
+    CodegenError,
     HandshakeError,
     PluginClosed,
     PluginStartError,
@@ -23,6 +27,8 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
+    from ._broker import Broker, BrokeredServer
+    from ._constants import DEFAULT_MAX_MESSAGE_SIZE
     from ._handshake import HandshakeConfig
     from ._process import PluginProcess
     from ._ratelimit import TokenBucket
@@ -31,7 +37,12 @@ if TYPE_CHECKING:
     from ._server import PluginServer
     from ._shared import SharedPlugin
 
+    __version__: str
+
 _LAZY = {
+    "Broker": "._broker",
+    "BrokeredServer": "._broker",
+    "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
     "HandshakeConfig": "._handshake",
     "PluginProcess": "._process",
     "PluginServer": "._server",
@@ -43,7 +54,9 @@ _LAZY = {
 }
 
 __all__ = [
+    "__version__",
     # configuration
+    "DEFAULT_MAX_MESSAGE_SIZE",
     "HandshakeConfig",
     # host side
     "PluginProcess",
@@ -53,9 +66,16 @@ __all__ = [
     "PluginServer",
     "run_plugin",
     "serve",
+    # brokered connections (GRPCBroker)
+    "Broker",
+    "BrokeredServer",
     # rate limiting
     "TokenBucket",
     # errors
+    "BrokerClosed",
+    "BrokerError",
+    "BrokerTimeout",
+    "CodegenError",
     "HandshakeError",
     "PluginClosed",
     "PluginStartError",
@@ -69,6 +89,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        globals()[name] = version = _installed_version()
+        return version
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
@@ -79,3 +102,13 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
+
+
+def _installed_version() -> str:
+    """The version in the installed package's metadata (pyproject.toml's, the one source)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("pyvider-rpcplugin-sync")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "0+unknown"

@@ -1,4 +1,4 @@
-"""``python -m pyvider_rpcplugin_sync`` / ``pyvider-rpcplugin-sync``: demo, inspect, kv.
+"""``python -m pyvider_rpcplugin_sync`` / ``pyvider-rpcplugin-sync``: demo, inspect, kv, protoc.
 
 Every failure ends in a message and a hint on stderr and exit code 1, never a
 traceback.
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
+from ._constants import DEFAULT_CONNECT_TIMEOUT
 from ._errors import RPCPluginError
 from ._handshake import HandshakeConfig
 
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 ECHO_PLUGIN = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.echo_plugin"]
 KV_PLUGIN = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.kv_plugin"]
 KV_PLUGIN_ENV = "KV_PLUGIN"
+COUNTER_PLUGIN = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.counter_plugin"]
+COUNTER_PLUGIN_ENV = "COUNTER_PLUGIN"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -41,7 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RPCPluginError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if exc.hint:
-            print(f"hint: {exc.hint}", file=sys.stderr)
+            print(f"hint: {cli_hint(exc.hint)}", file=sys.stderr)
         tail = getattr(exc, "stderr_tail", "")
         if "This binary is a plugin" in tail:
             print(
@@ -62,11 +65,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
+# The library's hints name Python parameters; on the command line, the flags say it.
+_FLAG_WORDS = (
+    ("raise start_timeout", "raise --start-timeout"),
+    ("raise connect_timeout", "raise --connect-timeout"),
+    ("use tls=False", "use --no-tls"),
+    ("use tls=True", "leave out --no-tls"),
+    ("transport='tcp'", "--transport tcp"),
+    ("argument transport=", "--transport"),
+)
+
+
+def cli_hint(hint: str) -> str:
+    """``hint`` with Python parameter names replaced by the command line's flags."""
+    for python_words, flag_words in _FLAG_WORDS:
+        hint = hint.replace(python_words, flag_words)
+    return hint
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pyvider-rpcplugin-sync",
         description="Sync hosts and plugins for HashiCorp go-plugin's gRPC protocol.",
     )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(title="commands")
 
     demo = commands.add_parser("demo", help="run the bundled echo plugin and call it")
@@ -83,11 +107,40 @@ def _parser() -> argparse.ArgumentParser:
     kv = commands.add_parser(
         "kv",
         help="go-plugin's KV example host: kv -- CMD... put KEY VALUE | get KEY",
-        description=f"CMD defaults to ${KV_PLUGIN_ENV}, else the bundled KV plugin.",
+        description=f"CMD defaults to ${KV_PLUGIN_ENV}, else the bundled KV plugin, which keeps "
+        "values in $KV_STORE_DIR, else in ~/.local/state/pyvider-rpcplugin-sync/kv "
+        "(KV_STORE_DIR=:memory: keeps them in memory, for one run).",
     )
     _add_plugin_options(kv, default_cookie="BASIC_PLUGIN=hello")
     kv.add_argument("words", nargs=argparse.REMAINDER, help="[-- CMD...] put KEY VALUE | get KEY")
     kv.set_defaults(run=_run_kv)
+
+    protoc = commands.add_parser(
+        "protoc",
+        help="generate Python stubs (_pb2, _pb2_grpc, .pyi) for .proto files",
+        description="Needs the codegen extra: pip install 'pyvider-rpcplugin-sync[codegen]'.",
+    )
+    protoc.add_argument(
+        "-I",
+        "--proto-path",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="where imports and package paths start (repeatable; default: each file's dir)",
+    )
+    protoc.add_argument("--out", default=".", metavar="DIR", help="output directory (default .)")
+    protoc.add_argument("protos", nargs="+", metavar="FILE.proto")
+    protoc.set_defaults(run=_run_protoc)
+
+    counter = commands.add_parser(
+        "counter",
+        help="go-plugin's bidirectional example host: counter -- CMD... put KEY N | get KEY ...",
+        description=f"CMD defaults to ${COUNTER_PLUGIN_ENV}, else the bundled counter plugin. "
+        "Every put serves a brokered AddHelper that the plugin calls back.",
+    )
+    _add_plugin_options(counter, default_cookie="BASIC_PLUGIN=hello")
+    counter.add_argument("words", nargs=argparse.REMAINDER, help="[-- CMD...] OP...")
+    counter.set_defaults(run=_run_counter)
     return parser
 
 
@@ -103,7 +156,20 @@ def _add_plugin_options(parser: argparse.ArgumentParser, default_cookie: str | N
     parser.add_argument("--versions", default="1", help="app protocol versions, e.g. 5,6")
     parser.add_argument("--no-tls", action="store_true", help="do not ask for AutoMTLS")
     parser.add_argument("--transport", choices=("unix", "tcp"), default=None)
-    parser.add_argument("--start-timeout", type=float, default=30.0, metavar="SECONDS")
+    parser.add_argument(
+        "--start-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="wait this long for the handshake line (default 30)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=DEFAULT_CONNECT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"wait this long for the first connection (default {DEFAULT_CONNECT_TIMEOUT:g})",
+    )
 
 
 def _handshake_from(args: argparse.Namespace) -> HandshakeConfig:
@@ -220,6 +286,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
         tls=not args.no_tls,
         transport=args.transport,
         start_timeout=args.start_timeout,
+        connect_timeout=args.connect_timeout,
     ):
         print(line)
     return 0
@@ -255,6 +322,7 @@ def _run_kv(args: argparse.Namespace) -> int:
         tls=not args.no_tls,
         transport=args.transport,
         start_timeout=args.start_timeout,
+        connect_timeout=args.connect_timeout,
         stub=kv_pb2_grpc.KVStub,
     ) as plugin:
         if action[0] == "put":
@@ -263,4 +331,46 @@ def _run_kv(args: argparse.Namespace) -> int:
             reply = plugin.stub.Get(kv_pb2.GetRequest(key=action[1]), timeout=10)
             sys.stdout.buffer.write(reply.value + b"\n")
             sys.stdout.flush()
+    return 0
+
+
+# --- protoc ------------------------------------------------------------------------------
+
+
+def _run_protoc(args: argparse.Namespace) -> int:
+    from ._codegen import generate_stubs
+
+    for path in generate_stubs(args.protos, include=args.proto_path, out=args.out):
+        print(path)
+    return 0
+
+
+# --- counter (brokered callbacks) ----------------------------------------------------
+
+
+def _run_counter(args: argparse.Namespace) -> int:
+    from ._process import PluginProcess
+    from ._protos import counter_pb2_grpc
+    from .examples import counter_host
+
+    words = list(args.words)
+    if words and words[0] == "--":
+        first_op = next((i for i, w in enumerate(words) if w in ("put", "get")), len(words))
+        cmd, words = words[1:first_op], words[first_op:]
+    else:
+        env_cmd = os.environ.get(COUNTER_PLUGIN_ENV)
+        cmd = shlex.split(env_cmd) if env_cmd else COUNTER_PLUGIN
+    ops = counter_host.parse_ops(words)
+    if not cmd:
+        raise ValueError("counter: the plugin command after -- is empty")
+    with PluginProcess(
+        cmd,
+        handshake=_handshake_from(args),
+        tls=not args.no_tls,
+        transport=args.transport,
+        start_timeout=args.start_timeout,
+        stub=counter_pb2_grpc.CounterStub,
+    ) as plugin:
+        for count in counter_host.run(plugin, ops):
+            print(count, flush=True)
     return 0

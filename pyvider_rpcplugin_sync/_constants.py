@@ -8,7 +8,8 @@ read them. Values that come from go-plugin cite the file they come from in
 from __future__ import annotations
 
 import sys
-from typing import Final
+from collections.abc import Sequence
+from typing import Any, Final
 
 # --- handshake (protocol.md §2) ------------------------------------------------
 
@@ -75,6 +76,16 @@ INTERNAL_SERVICES: Final = frozenset(
     }
 )
 
+# --- GRPCBroker (protocol.md §4.3) ----------------------------------------------
+
+# go-plugin's Dial wait, and how long unclaimed connection info is kept.
+BROKER_DIAL_TIMEOUT: Final = 5.0
+BROKER_INFO_LIFETIME: Final = 5.0
+# Worker threads of each brokered server (accept_and_serve) unless the caller says.
+BROKER_SERVER_WORKERS: Final = 4
+# Broker ids are uint32 on the wire.
+BROKER_MAX_ID: Final = 2**32 - 1
+
 # --- plugin server sizing and timing -------------------------------------------
 
 # Broker and stdio streams each hold a worker for a connection's lifetime.
@@ -106,11 +117,6 @@ STDERR_TAIL_LINES: Final = 50
 # go-plugin's stderr line buffer (client.go).
 STDERR_LINE_LIMIT: Final = 64 * 1024
 
-# Unlimited message sizes on the host side, like go-plugin's host (2^31 - 1).
-UNLIMITED_MESSAGE_OPTIONS: Final = (
-    ("grpc.max_send_message_length", -1),
-    ("grpc.max_receive_message_length", -1),
-)
 TLS_SERVER_NAME: Final = "localhost"
 # The host reads the handshake line up to this length (go-plugin's bufio limit).
 HANDSHAKE_LINE_LIMIT: Final = 64 * 1024
@@ -118,6 +124,30 @@ HANDSHAKE_LINE_LIMIT: Final = 64 * 1024
 PIPE_EOF_GRACE: Final = 0.5
 # A reattached plugin is not our child: its pid is probed this often (go-plugin: 1 s).
 REATTACH_POLL_INTERVAL: Final = 1.0
+
+# --- message sizes (both sides) -------------------------------------------------------
+
+# The largest message either side sends or accepts, unless ``max_message_size=`` says
+# otherwise: go-plugin's host value (math.MaxInt32, also gRPC's own ceiling) on both
+# sides, so a reply one side may send is never refused by the other (grpcio's own
+# receive default is 4 MiB; Terraform schemas and file transfers exceed it).
+DEFAULT_MAX_MESSAGE_SIZE: Final = 2**31 - 1
+_MESSAGE_SIZE_KEYS: Final = ("grpc.max_send_message_length", "grpc.max_receive_message_length")
+
+
+def message_size_options(size: int) -> tuple[tuple[str, int], ...]:
+    """grpc channel/server options limiting sent and received messages to ``size`` bytes."""
+    if isinstance(size, bool) or not isinstance(size, int) or not 0 < size <= 2**31 - 1:
+        raise ValueError(f"max_message_size must be an int in 1..2**31-1 bytes, not {size!r}")
+    return tuple((key, size) for key in _MESSAGE_SIZE_KEYS)
+
+
+def overrides_message_size(options: Sequence[tuple[str, Any]]) -> bool:
+    """True when grpc ``options`` set a message size themselves (they then win)."""
+    return any(key in _MESSAGE_SIZE_KEYS for key, _ in options)
+
+
+UNLIMITED_MESSAGE_OPTIONS: Final = message_size_options(DEFAULT_MAX_MESSAGE_SIZE)
 
 # --- rate limiting (names shared with pyvider-rpcplugin) ---------------------------
 

@@ -75,3 +75,19 @@ class RateLimited(RPCPluginError):
 
 class PluginClosed(_ProcessFailure):
     """The plugin was closed or has died; the call cannot be made."""
+
+
+class CodegenError(RPCPluginError):
+    """Stub generation (``protoc``) failed, or grpcio-tools (the ``codegen`` extra) is missing."""
+
+
+class BrokerError(RPCPluginError):
+    """A brokered connection (GRPCBroker) could not be served or dialed, e.g. a bad id."""
+
+
+class BrokerTimeout(BrokerError):
+    """The peer announced no connection for a broker id within the dial timeout."""
+
+
+class BrokerClosed(BrokerError):
+    """The broker's session has ended: the plugin was closed or the host left."""

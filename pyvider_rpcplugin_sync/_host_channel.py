@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -28,15 +29,18 @@ from ._constants import (
     READER_JOIN_TIMEOUT,
     TLS_SERVER_NAME,
     UNLIMITED_MESSAGE_OPTIONS,
+    message_size_options,
+    overrides_message_size,
 )
 from ._errors import RPCPluginError, TLSError, TransportError
 from ._handshake import HandshakeLine
-from ._host_stdio import BrokerStream, StdioStream
+from ._host_stdio import StdioStream
 from ._protos.goplugin_pb2 import Empty
 from ._runner import Child, PidWatch
 from ._supervisor import release_directory, release_socket, watch_socket
 
 if TYPE_CHECKING:
+    from ._broker import Broker
     from ._ratelimit import TokenBucket
     from ._reattach import ReattachConfig
     from ._tls import Identity
@@ -63,7 +67,7 @@ class HostResources:
         self.child: Child | None = None
         self.watch: PidWatch | None = None
         self.channel: grpc.Channel | None = None
-        self.broker: BrokerStream | None = None
+        self.broker: Broker | None = None  # closing it also ends its StartStream
         self.stdio: StdioStream | None = None
         self.bridge: BridgeClient | None = None
         self.socket_dir: str | None = None
@@ -204,12 +208,64 @@ def route_to(line: HandshakeLine, identity: Identity | None, socket_dir: str | N
     return Route(bridge.target, bridge=bridge)
 
 
-def open_channel(target: str, credentials: grpc.ChannelCredentials | None) -> grpc.Channel:
-    """A channel with unlimited message sizes, like go-plugin's host; non-blocking."""
+def channel_options(
+    max_message_size: int, extra: Sequence[tuple[str, Any]]
+) -> tuple[tuple[str, Any], ...]:
+    """The host channel's grpc options: message sizes (unless ``extra`` sets them), then
+    ``extra`` (keepalive, compression, ...), as ``PluginProcess(channel_options=)``."""
+    extra = tuple(extra)
+    if overrides_message_size(extra):
+        return extra
+    return (*message_size_options(max_message_size), *extra)
+
+
+_GRPC_CLIENT_INTERCEPTORS = (
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
+)
+
+
+def _is_grpcext(interceptor: object) -> bool:
+    """OpenTelemetry's grpc client interceptor follows its own ``grpcext`` protocol."""
+    return hasattr(interceptor, "intercept_unary") or hasattr(interceptor, "intercept_stream")
+
+
+def check_interceptors(interceptors: Sequence[Any]) -> tuple[Any, ...]:
+    """``interceptors`` as a tuple; a TypeError for anything that is not one."""
+    for interceptor in interceptors:
+        if not isinstance(interceptor, _GRPC_CLIENT_INTERCEPTORS) and not _is_grpcext(interceptor):
+            raise TypeError(
+                f"{interceptor!r} is not a grpc client interceptor (grpc.UnaryUnaryClient"
+                "Interceptor and the like, or opentelemetry's client_interceptor())"
+            )
+    return tuple(interceptors)
+
+
+def intercepted(channel: grpc.Channel, interceptors: Sequence[Any]) -> grpc.Channel:
+    """``channel`` behind ``interceptors``, the first one outermost. grpc's client
+    interceptors and opentelemetry-instrumentation-grpc's ``client_interceptor()`` mix."""
+    for interceptor in reversed(interceptors):
+        if isinstance(interceptor, _GRPC_CLIENT_INTERCEPTORS):
+            channel = grpc.intercept_channel(channel, interceptor)
+        else:
+            from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
+
+            channel = intercept_channel(channel, interceptor)  # type: ignore[no-untyped-call]
+    return channel
+
+
+def open_channel(
+    target: str,
+    credentials: grpc.ChannelCredentials | None,
+    options: Sequence[tuple[str, Any]] = UNLIMITED_MESSAGE_OPTIONS,
+) -> grpc.Channel:
+    """A channel with ``options`` (default: go-plugin's sizes); non-blocking."""
     if credentials is None:
-        return grpc.insecure_channel(target, options=UNLIMITED_MESSAGE_OPTIONS)
-    options = (*UNLIMITED_MESSAGE_OPTIONS, ("grpc.ssl_target_name_override", TLS_SERVER_NAME))
-    return grpc.secure_channel(target, credentials, options=options)
+        return grpc.insecure_channel(target, options=tuple(options))
+    secure = (*options, ("grpc.ssl_target_name_override", TLS_SERVER_NAME))
+    return grpc.secure_channel(target, credentials, options=secure)
 
 
 def health_check(channel: grpc.Channel, timeout: float) -> Any:

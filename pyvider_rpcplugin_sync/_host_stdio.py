@@ -1,15 +1,18 @@
 """The host's view of a plugin's output, and the two streams it keeps open.
 
 - :class:`StderrLog`: each stderr line becomes a log record on the plugin's
-  logger, hclog JSON parsed leniently (protocol.md §5.2);
+  logger, hclog JSON parsed leniently (protocol.md §5.2), Python tracebacks and
+  Go panics at ERROR; a line that arrives both on the stderr pipe and over
+  ``StreamStdio`` (our plugins send plain stderr text both ways) is logged once;
 - :class:`StdioStream`: ``plugin.GRPCStdio/StreamStdio`` read in a daemon thread,
-  data forwarded to callables or the plugin's logger (§4.5);
-- :class:`BrokerStream`: ``plugin.GRPCBroker/StartStream`` held open for the
-  plugin's lifetime, as a go-plugin host does (§4.3).
+  data forwarded to callables or the plugin's logger (§4.5).
+
+The broker's ``StartStream`` lives in ``_services/broker.py``.
 """
 
 from __future__ import annotations
 
+import collections
 import logging
 import re
 import threading
@@ -19,9 +22,9 @@ from typing import Any
 import grpc
 from google.protobuf import empty_pb2  # type: ignore[import-untyped,unused-ignore]
 
-from ._constants import BROKER_SERVICE, STDIO_SERVICE
+from ._constants import STDIO_SERVICE
 from ._hclog import LEVEL_NAMES, parse_line
-from ._protos.goplugin_pb2 import ConnInfo, StdioData
+from ._protos.goplugin_pb2 import StdioData
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
@@ -38,6 +41,17 @@ _PREFIXES = (
 )
 # go-plugin >= 1.7: after a Go panic, untagged lines are errors (the stack trace).
 _PANIC_STARTS = ("panic: ", "fatal error: ")
+# A Python traceback (a crash, or an exception printed by the plugin) is an error too:
+# from one of these lines through the first unindented line (the exception itself).
+_TRACEBACK_STARTS = (
+    "Traceback (most recent call last):",
+    "During handling of the above exception",
+    "The above exception was the direct cause",
+    "Exception in thread ",
+)
+# Lines seen from one source (pipe or StreamStdio) and not yet from the other.
+_PENDING_LINES = 256
+_PIPE, _STDIO = 0, 1
 # Codes that just mean "the stream is over" (plugin gone, closed, or no stdio service).
 _QUIET_CODES = frozenset(
     {grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNIMPLEMENTED}
@@ -72,25 +86,65 @@ def _extra(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 class StderrLog:
-    """Turns the plugin's stderr lines into log records on ``target``."""
+    """Turns the plugin's stderr lines into log records on ``target``.
+
+    Called with each line of the stderr pipe, and (:meth:`from_stdio`) with each
+    line that ``StreamStdio`` delivers on its stderr channel; thread-safe.
+    """
 
     def __init__(self, target: logging.Logger) -> None:
         self.logger = target
         self._panicking = False
+        self._in_traceback = False
+        self._lock = threading.Lock()
+        self._pending: tuple[collections.Counter[str], collections.Counter[str]] = (
+            collections.Counter(),
+            collections.Counter(),
+        )
+        self._order: tuple[collections.deque[str], collections.deque[str]] = (
+            collections.deque(),
+            collections.deque(),
+        )
 
     def __call__(self, line: str) -> None:
+        self._log(line, _PIPE, None)
+
+    def from_stdio(self, line: str) -> None:
+        self._log(line, _STDIO, {"plugin_stream": "stderr"})
+
+    def _log(self, line: str, source: int, extra: dict[str, Any] | None) -> None:
         log = self.logger
         if not line or not log.isEnabledFor(logging.ERROR):
             return
-        parsed = parse_line(line) if line.startswith("{") else None
+        with self._lock:
+            if not self._first_sighting(line, source):
+                return
+            parsed = parse_line(line) if line.startswith("{") else None
+            if parsed is None:
+                level, text = self._untagged_level(line)
         if parsed is not None:
             level, message, fields = parsed
             if log.isEnabledFor(level):
-                log.log(level, "%s", message, extra=_extra(fields))
-            return
-        level, text = self._untagged_level(line)
-        if log.isEnabledFor(level):
-            log.log(level, "%s", text)
+                log.log(level, "%s", message, extra={**_extra(fields), **(extra or {})})
+        elif log.isEnabledFor(level):
+            log.log(level, "%s", text, extra=extra)
+
+    def _first_sighting(self, line: str, source: int) -> bool:
+        """False when the other source already delivered this line (it was logged then)."""
+        other = self._pending[1 - source]
+        if other[line] > 0:
+            other[line] -= 1
+            return False
+        mine, order = self._pending[source], self._order[source]
+        mine[line] += 1
+        order.append(line)
+        if len(order) > _PENDING_LINES:  # a source the other never repeats (Go plugins)
+            oldest = order.popleft()
+            if mine[oldest] > 0:
+                mine[oldest] -= 1
+            if mine[oldest] <= 0:
+                del mine[oldest]
+        return True
 
     def _untagged_level(self, line: str) -> tuple[int, str]:
         for prefix, level in _PREFIXES:
@@ -98,7 +152,12 @@ class StderrLog:
                 return level, line[len(prefix) :].lstrip()
         if line.startswith(_PANIC_STARTS):
             self._panicking = True
-        return (logging.ERROR if self._panicking else logging.DEBUG), line
+        if line.startswith(_TRACEBACK_STARTS):
+            self._in_traceback = True
+        elif self._in_traceback and not line[:1].isspace():
+            self._in_traceback = False  # "ValueError: ...", the traceback's last line
+            return logging.ERROR, line
+        return (logging.ERROR if self._panicking or self._in_traceback else logging.DEBUG), line
 
 
 class StdioStream:
@@ -110,7 +169,9 @@ class StdioStream:
         target: logging.Logger,
         stdout: StdioSink | None,
         stderr: StdioSink | None,
+        *,
         name: str,
+        stderr_log: StderrLog | None = None,
     ) -> None:
         method = channel.unary_stream(
             f"/{STDIO_SERVICE}/StreamStdio",
@@ -120,7 +181,7 @@ class StdioStream:
         self._call = method(empty_pb2.Empty())
         sinks = {
             StdioData.STDOUT: stdout or _LineLogger(target, "stdout"),
-            StdioData.STDERR: stderr or _LineLogger(target, "stderr"),
+            StdioData.STDERR: stderr or _LineLogger(stderr_log or StderrLog(target)),
         }
         self._thread = threading.Thread(
             target=self._read, args=(self._call, sinks), name=f"{name}-stdio", daemon=True
@@ -154,12 +215,22 @@ class StdioStream:
 
 
 class _LineLogger:
-    """Collects stdio chunks into lines and logs each at DEBUG with ``plugin_stream``."""
+    """Collects stdio chunks into lines for ``emit``: stdout lines go to DEBUG with
+    ``plugin_stream``; stderr lines to :meth:`StderrLog.from_stdio`."""
 
-    def __init__(self, target: logging.Logger, stream: str) -> None:
-        self._logger = target
-        self._stream = stream
+    def __init__(self, target: logging.Logger | StderrLog, stream: str = "stderr") -> None:
+        self._emit_line = (
+            target.from_stdio if isinstance(target, StderrLog) else self._debug(target, stream)
+        )
         self._partial = b""
+
+    @staticmethod
+    def _debug(target: logging.Logger, stream: str) -> Callable[[str], None]:
+        def emit(text: str) -> None:
+            if target.isEnabledFor(logging.DEBUG):
+                target.debug("%s", text, extra={"plugin_stream": stream})
+
+        return emit
 
     def __call__(self, data: bytes) -> None:
         *lines, self._partial = (self._partial + data).split(b"\n")
@@ -172,30 +243,4 @@ class _LineLogger:
             self._partial = b""
 
     def _emit(self, line: bytes) -> None:
-        if self._logger.isEnabledFor(logging.DEBUG):
-            text = line.decode("utf-8", "replace").rstrip("\r")
-            self._logger.debug("%s", text, extra={"plugin_stream": self._stream})
-
-
-class BrokerStream:
-    """Keeps ``StartStream`` open until :meth:`close`; errors are ignored, as in go-plugin."""
-
-    def __init__(self, channel: grpc.Channel) -> None:
-        self._done = threading.Event()
-        method = channel.stream_stream(
-            f"/{BROKER_SERVICE}/StartStream",
-            request_serializer=ConnInfo.SerializeToString,
-            response_deserializer=ConnInfo.FromString,
-        )
-        # The response iterator is never read: nothing here uses brokered
-        # connections yet, and unread ConnInfo messages are few and small.
-        self._call = method(self._requests())
-
-    def _requests(self) -> Iterator[ConnInfo]:
-        # grpc consumes this in its own thread; ending it half-closes the stream.
-        self._done.wait()
-        yield from ()
-
-    def close(self) -> None:
-        self._done.set()
-        self._call.cancel()
+        self._emit_line(line.decode("utf-8", "replace").rstrip("\r"))

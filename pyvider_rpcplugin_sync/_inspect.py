@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 
 import grpc
 
-from ._constants import DEFAULT_PING_TIMEOUT
+from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT
 from ._errors import RPCPluginError
 from ._handshake import HandshakeConfig
 from ._process import PluginProcess
@@ -23,11 +23,17 @@ def describe(
     tls: bool,
     transport: str | None,
     start_timeout: float,
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> Iterator[str]:
     """Start the plugin, yield report lines, shut it down."""
     begin = time.perf_counter()
     with PluginProcess(
-        list(cmd), handshake=handshake, tls=tls, transport=transport, start_timeout=start_timeout
+        list(cmd),
+        handshake=handshake,
+        tls=tls,
+        transport=transport,
+        start_timeout=start_timeout,
+        connect_timeout=connect_timeout,
     ) as plugin:
         started = time.perf_counter() - begin
         line = plugin.handshake_line

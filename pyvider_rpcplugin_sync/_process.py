@@ -15,12 +15,13 @@ import threading
 import weakref
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, Unpack
 
 import grpc
 
 from ._constants import (
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_START_TIMEOUT,
@@ -28,6 +29,7 @@ from ._constants import (
     NETWORK_UNIX,
     PIPE_EOF_GRACE,
     PROTOCOL_GRPC,
+    READER_JOIN_TIMEOUT,
     REATTACH_POLL_INTERVAL,
 )
 from ._errors import (
@@ -43,8 +45,8 @@ from ._host_channel import (
     check_serving,
     connect_failure,
     health_check,
+    intercepted,
     open_channel,
-    rate_limit_interceptor,
     route_to,
     target_of,
     wait_connected,
@@ -57,13 +59,23 @@ from ._host_env import (
     verify_checksum,
 )
 from ._host_guard import GuardedChannel, Translate
-from ._host_stdio import BrokerStream, StderrLog, StdioSink, StdioStream, plugin_logger_name
+from ._host_options import (
+    ABANDONED,
+    ClientInterceptor,
+    HostOptions,
+    call_interceptors,
+    channel_options_of,
+    notify_exit,
+)
+from ._host_stdio import StderrLog, StdioSink, StdioStream, plugin_logger_name
 from ._platform import began_to_exit
 from ._reattach import ReattachConfig, reattach_version
 from ._runner import Child, PidWatch, Stdin, pid_alive
 from ._supervisor import watch_directory
 
 if TYPE_CHECKING:
+    from ._broker import Broker
+    from ._broker_net import SessionSecurity
     from ._ratelimit import TokenBucket
     from ._tls import Identity
 
@@ -75,25 +87,47 @@ _NEW, _STARTING, _RUNNING, _CLOSED = "new", "starting", "running", "closed"
 _DEATH_NOTICE = 0.5
 
 
-class HostOptions(TypedDict, total=False):
-    """Options shared by :class:`PluginProcess` and :meth:`PluginProcess.reattach`."""
-
-    handshake: HandshakeConfig | None
-    stub: Callable[[grpc.Channel], Any] | None
-    shutdown_grace: float
-    connect_timeout: float
-    logger: logging.Logger | None
-    rate_limit: TokenBucket | None
-    rate_limit_mode: str
-    stdio_stdout: StdioSink | None
-    stdio_stderr: StdioSink | None
-
-
 class PluginProcess:
     """A go-plugin gRPC plugin run as a subprocess; a context manager.
 
     ``with PluginProcess(["./plugin"], stub=KVStub) as plugin: plugin.stub.Get(...)``.
     Thread-safe: share one instance (and its ``stub``/``channel``) between threads.
+
+    Args:
+        cmd: the plugin command, an argv list or one string split like a shell would.
+        handshake: cookie and protocol versions; default: pyvider-rpcplugin's.
+        stub: a stub class (``KVStub``); ``plugin.stub`` is made from it on the channel.
+        tls: AutoMTLS (both sides verify); False for plaintext.
+        env: added to the host's own environment for the plugin.
+        cwd: the plugin's working directory.
+        start_timeout: seconds to wait for the handshake line.
+        shutdown_grace: seconds a plugin gets to exit after ``Shutdown`` on close.
+        connect_timeout: seconds to wait for the first connection to the plugin.
+        transport: ``"unix"`` or ``"tcp"``, asked of the plugin via ``PLUGIN_TRANSPORT``.
+        checksum: ``"sha256:HEX"`` (or bare hex) the executable must match.
+        checksum_file: the file to checksum, when ``cmd[0]`` is an interpreter.
+        logger: where the plugin's stderr log lines go; default
+            ``pyvider_rpcplugin_sync.plugin.<name>``.
+        rate_limit: a :class:`TokenBucket` every application call takes a token from.
+        rate_limit_mode: ``"wait"`` for a token, or ``"fail"`` with :class:`RateLimited`.
+        stdin: the plugin's stdin (default ``/dev/null``).
+        stdio_stdout: receives the bytes the plugin writes to its stdout (``StreamStdio``).
+        stdio_stderr: receives the bytes the plugin writes to ``sys.stderr`` (``StreamStdio``).
+        interceptors: client interceptors on the application's calls, outermost
+            first: grpc's (``grpc.UnaryUnaryClientInterceptor`` and the like) and
+            opentelemetry-instrumentation-grpc's ``client_interceptor()``. The
+            library's own calls (health, ``Shutdown``, stdio) do not pass through them.
+        channel_options: extra grpc channel options, e.g.
+            ``[("grpc.keepalive_time_ms", 10000), ("grpc.default_compression_algorithm", 2)]``;
+            message size keys given here replace ``max_message_size``.
+        max_message_size: the largest message, in bytes, sent or received; default
+            ``DEFAULT_MAX_MESSAGE_SIZE`` (2**31 - 1, as go-plugin's host), the same default
+            as :class:`PluginServer`.
+        on_exit: ``on_exit(returncode)``, called once from a library thread when the
+            plugin process exits for any reason (crash, kill, :meth:`close`, failed start)
+            with its exit code (negative: killed by that signal; -1 for a reattached
+            plugin, whose code cannot be known). :meth:`close` returns after it ran.
+            Exceptions it raises are logged.
     """
 
     def __init__(
@@ -117,6 +151,10 @@ class PluginProcess:
         stdin: Stdin = None,
         stdio_stdout: StdioSink | None = None,
         stdio_stderr: StdioSink | None = None,
+        interceptors: Sequence[ClientInterceptor] = (),
+        channel_options: Sequence[tuple[str, Any]] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        on_exit: Callable[[int], None] | None = None,
     ) -> None:
         self._argv = command_argv(cmd)
         if transport not in (None, NETWORK_UNIX, NETWORK_TCP):
@@ -131,6 +169,10 @@ class PluginProcess:
             rate_limit_mode=rate_limit_mode,
             stdio_stdout=stdio_stdout,
             stdio_stderr=stdio_stderr,
+            interceptors=interceptors,
+            channel_options=channel_options,
+            max_message_size=max_message_size,
+            on_exit=on_exit,
         )
         self._setup(options, plugin_logger_name(self._argv))
         self._tls = tls
@@ -171,18 +213,23 @@ class PluginProcess:
         self.logger = options.get("logger") or logging.getLogger(logger_name)
         self._shutdown_grace = options.get("shutdown_grace", DEFAULT_SHUTDOWN_GRACE)
         self._connect_timeout = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-        self._interceptor = rate_limit_interceptor(
-            options.get("rate_limit"), options.get("rate_limit_mode", "wait")
-        )
+        self._interceptors = call_interceptors(options)
+        self._channel_options = channel_options_of(options)
+        self._on_exit = options.get("on_exit")
+        # One for the stderr pipe and StreamStdio's stderr: it logs each line once.
+        self._stderr_log = StderrLog(self.logger)
+        self._on_exit_thread: threading.Thread | None = None
         self._stdio = (options.get("stdio_stdout"), options.get("stdio_stderr"))
         self._reattach: ReattachConfig | None = None
         self._credentials_given: grpc.ChannelCredentials | None = None
         self._lock = threading.RLock()
         self._state = _NEW
         self._dead = False
+        self._abandoned = False
         self._stub: Any = None
         self._channel: grpc.Channel | None = None
         self._res = HostResources()
+        self._security: SessionSecurity | None = None
         self._finalizer = weakref.finalize(self, self._res.release)
         self.negotiated_version: int | None = None
         self.handshake_line: HandshakeLine | None = None
@@ -212,6 +259,11 @@ class PluginProcess:
         return stub_class(self.channel)
 
     def _unusable(self, what: str) -> RPCPluginError:
+        if self._abandoned:  # first: after a fork, the stderr tail's lock may be held
+            return PluginClosed(
+                "this plugin belongs to the process that started it (abandoned after fork)",
+                hint="start a new PluginProcess in this process",
+            )
         child = self._res.child
         code, tail = (child.returncode, child.stderr_tail()) if child else (None, "")
         if self._dead and self._state == _RUNNING:
@@ -289,7 +341,7 @@ class PluginProcess:
             env=env,
             cwd=self._cwd,
             stdin=self._stdin,
-            on_stderr_line=StderrLog(self.logger),
+            on_stderr_line=self._stderr_log,
             on_exit=self._exit_callback(),
             name=self._short_name,
         )
@@ -298,6 +350,12 @@ class PluginProcess:
         self.negotiated_version = _validate(line, self._handshake.protocol_versions)
         self.handshake_line = line
         route = route_to(line, identity, socket_dir)
+        if identity is not None:
+            from ._broker_net import SessionSecurity
+            from ._tls import peer_certificate_from_field
+
+            plugin_cert = peer_certificate_from_field(line.server_cert)
+            self._security = SessionSecurity(identity, plugin_cert)
         self._res.bridge = route.bridge
         self._connect(line.network, line.address, route)
 
@@ -318,20 +376,31 @@ class PluginProcess:
 
     def _exit_callback(self) -> Callable[[int], None]:
         ref = weakref.ref(self)  # the watcher threads must not keep the host alive
+        user, name = self._on_exit, self.logger.name
 
         def on_exit(code: int) -> None:
             plugin = ref()
-            if plugin is None:
+            if plugin is not None:
+                plugin._dead = True
+                if plugin._state == _RUNNING:
+                    logger.warning("plugin %s exited unexpectedly (code %s)", name, code)
+            if user is None:
                 return
-            plugin._dead = True
-            if plugin._state == _RUNNING:
-                logger.warning("plugin %s exited unexpectedly (code %s)", plugin.logger.name, code)
+            # Its own thread: a slow callback must not hold up the reaper (and close()).
+            thread = threading.Thread(
+                target=notify_exit, args=(user, code, name), name=f"{name}-on-exit", daemon=True
+            )
+            if plugin is not None:
+                plugin._on_exit_thread = thread
+            thread.start()
 
         return on_exit
 
     def _connect(self, network: str, address: str, route: Route) -> None:
         self.network, self.address = network, address
-        channel = self._res.channel = open_channel(route.target, route.credentials)
+        channel = self._res.channel = open_channel(
+            route.target, route.credentials, self._channel_options
+        )
         try:
             wait_connected(channel, self._connect_timeout, target_of(network, address), route)
         except RPCPluginError:
@@ -343,13 +412,20 @@ class PluginProcess:
                     stderr_tail=child.stderr_tail(),
                 ) from None
             raise
-        self._res.broker = BrokerStream(channel)
-        self._res.stdio = StdioStream(channel, self.logger, *self._stdio, name=self._short_name)
+        from ._services.broker import open_host_broker
+
+        environ = getattr(self, "_environ", None) or {}  # reattached hosts have none
+        self._res.broker = open_host_broker(
+            channel, network, self._res.socket_dir, environ, self._security
+        )
+        self._res.stdio = StdioStream(
+            channel, self.logger, *self._stdio, name=self._short_name, stderr_log=self._stderr_log
+        )
         shared = channel
-        if self._interceptor is not None:
-            shared = grpc.intercept_channel(channel, self._interceptor)
+        if self._interceptors:
+            shared = intercepted(channel, self._interceptors)
         shared = GuardedChannel(
-            shared, self._closed_translator(), intercepted=self._interceptor is not None
+            shared, self._closed_translator(), intercepted=bool(self._interceptors)
         )
         self._channel = shared
         self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
@@ -377,6 +453,14 @@ class PluginProcess:
             self._dead = True  # the exit callback may still be on its way
         error = self._unusable("call")
         return error if isinstance(error, PluginClosed) else None
+
+    @property
+    def broker(self) -> Broker:
+        """The session's GRPCBroker: serve callbacks to the plugin, dial its brokered servers."""
+        broker = self._res.broker
+        if broker is None or self._dead or self._state != _RUNNING:
+            raise self._unusable("broker")
+        return broker
 
     @property
     def _short_name(self) -> str:
@@ -452,6 +536,24 @@ class PluginProcess:
                 logger.warning("error while closing plugin %s", self.logger.name, exc_info=True)
             finally:
                 self._finalizer()
+        notifier = self._on_exit_thread
+        if notifier is not None and notifier is not threading.current_thread():
+            notifier.join(READER_JOIN_TIMEOUT)
+
+    def abandon(self) -> None:
+        """Forget this plugin without touching it, in a process forked from its host.
+
+        A forked child inherits the parent's ``PluginProcess`` but not its threads; the
+        plugin still belongs to the parent. ``abandon()`` (in the child) drops it: no
+        ``Shutdown``, no signal, no channel close, no socket removal; the objects are
+        kept referenced so that no finalizer runs in the child either. Later use raises
+        :class:`PluginClosed`. Takes no lock (a lock may have been held across the fork).
+        :class:`SharedPlugin` does this by itself after ``os.fork()``.
+        """
+        self._abandoned = True
+        self._state, self._dead = _CLOSED, True
+        self._finalizer.detach()  # it would kill the parent's plugin
+        ABANDONED.append(self)
 
     def __enter__(self) -> PluginProcess:
         if self._state == _NEW:

@@ -220,7 +220,11 @@ class Child:
             # exit code and the last stderr lines are known.
             self.exited.wait(PIPE_EOF_GRACE)
             message = "plugin exited before printing its handshake line"
-            hint = "see the plugin's stderr below; was it started with the right command?"
+            hint = (
+                "see the plugin's stderr below; was it started with the right command?"
+                if self.stderr_tail()
+                else "it wrote nothing to stderr; is this command a go-plugin plugin?"
+            )
             if not self.exited.is_set():
                 message = "plugin closed its stdout without printing a handshake line"
         self.kill_now()

@@ -46,7 +46,12 @@ def serve(
     """Serve ``registrars`` as a go-plugin plugin until the host shuts it down.
 
     ``registrars`` is ``register(server)`` or ``{version: register}``.
-    ``server_options`` go to :class:`PluginServer`. Raises an
+    ``server_options`` go to :class:`PluginServer` (``max_workers``, ``tls``,
+    ``rate_limit``, ``rate_limit_per_method``, ``interceptors``, ``options``,
+    ``max_message_size``, ...). Log records of ``host_loggers`` reach the host as
+    hclog lines at ``log_level`` (default ``PLUGIN_LOG_LEVEL``, else info); an
+    exception escaping an RPC handler or any thread is logged there at ERROR with
+    its traceback, so the host shows it at ERROR. Raises an
     :class:`RPCPluginError` when the plugin cannot start (wrong cookie, no
     common version, socket problems); :func:`run_plugin` turns those into
     exit codes.
@@ -83,7 +88,7 @@ def _serve(
     if debug:
         from ._debug import serve_debug
 
-        with _host_logging(host_loggers, log_level):
+        with _host_logging(host_loggers, log_level), _uncaught_thread_errors_logged():
             serve_debug(
                 registrars,
                 handshake=handshake or HandshakeConfig(),
@@ -92,7 +97,7 @@ def _serve(
             )
         return
     server = PluginServer(registrars, handshake=handshake, **server_options)
-    with _host_logging(host_loggers, log_level):
+    with _host_logging(host_loggers, log_level), _uncaught_thread_errors_logged():
         # A stray print() in a registrar must not land before the handshake.
         with contextlib.redirect_stdout(sys.stderr):
             line = server.start()
@@ -197,6 +202,33 @@ def _host_logging(names: Sequence[str], level: str | int | None) -> Iterator[Non
             target.removeHandler(handler)
             target.setLevel(old_level)
         handler.close()
+
+
+@contextlib.contextmanager
+def _uncaught_thread_errors_logged() -> Iterator[None]:
+    """Uncaught exceptions in threads become hclog ERROR records with the traceback.
+
+    Python's default hook prints them as plain stderr text, which a host logs as
+    untagged lines (go-plugin: DEBUG). Exceptions in RPC handlers are already logged
+    at ERROR by grpc's own logger ("grpc" is one of the host loggers).
+    """
+    previous = threading.excepthook
+
+    def log_it(args: threading.ExceptHookArgs) -> None:
+        if args.exc_type is SystemExit or args.exc_value is None:
+            return
+        name = args.thread.name if args.thread is not None else "unknown"
+        logger.error(
+            "uncaught exception in thread %s",
+            name,
+            exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+        )
+
+    threading.excepthook = log_it
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 @contextlib.contextmanager

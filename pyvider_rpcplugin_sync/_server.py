@@ -6,6 +6,7 @@ version, listener, services, then one handshake line on the real stdout.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import threading
@@ -15,15 +16,22 @@ from typing import Any
 
 import grpc
 
+from ._broker import Broker
+from ._broker_net import BrokerNetwork, SessionSecurity
 from ._constants import (
+    DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_WORKERS,
     DEFAULT_STOP_GRACE,
     ENV_CLIENT_CERT,
     ENV_MULTIPLEX_GRPC,
     ENV_PROTOCOL_VERSIONS,
+    ENV_UNIX_SOCKET_DIR,
     INTERNAL_SERVICES,
+    NETWORK_UNIX,
     NO_PORT_SHARING,
     RESERVED_STREAM_WORKERS,
+    message_size_options,
+    overrides_message_size,
 )
 from ._errors import HandshakeError, ProtocolVersionError, RPCPluginError
 from ._handshake import (
@@ -36,7 +44,7 @@ from ._handshake import (
 )
 from ._listener import Listener, bind, bind_bridged, choose_transport
 from ._ratelimit import TokenBucket, bucket_from_env
-from ._services.broker import Broker, broker_handler
+from ._services.broker import broker_handler
 from ._services.controller import controller_handler
 from ._services.health import add_health_service
 from ._services.stdio import StdioQueue, stdio_handler
@@ -45,7 +53,8 @@ logger = logging.getLogger("pyvider_rpcplugin_sync.server")
 
 WORKER_THREAD_PREFIX = "plugin-rpc"
 
-Registrar = Callable[[grpc.Server], None]
+# ``register(server)``, or ``register(server, broker)`` to reach the session's GRPCBroker.
+Registrar = Callable[[grpc.Server], None] | Callable[[grpc.Server, Broker], None]
 Registrars = Registrar | Mapping[int, Registrar]
 
 
@@ -82,6 +91,27 @@ class PluginServer:
     ``start()`` binds and serves and returns the handshake line; it does not
     print it (``serve()`` does), so a PluginServer can run inside tests and
     other programs.
+
+    Args:
+        registrars: ``register(server)``, or ``{protocol_version: register}``.
+        handshake: cookie and protocol versions; default: pyvider-rpcplugin's.
+        transport: ``"unix"`` or ``"tcp"``; default ``PLUGIN_TRANSPORT``, else unix.
+        environ: the environment to read (default ``os.environ``, read once, now).
+        max_workers: threads for application RPCs (two more serve the broker and
+            stdio streams).
+        stop_grace: seconds in-flight RPCs get to finish when the server stops.
+        tls: accept AutoMTLS when the host asks for it (``PLUGIN_CLIENT_CERT``).
+        reflection: serve gRPC reflection for the registered services.
+        rate_limit: a :class:`TokenBucket` every application call takes a token from;
+            calls without one fail with ``RESOURCE_EXHAUSTED``. Default: from
+            ``PLUGIN_RATE_LIMIT_*``, else none.
+        rate_limit_per_method: ``{"/pkg.Service/Method": TokenBucket}``: those methods
+            use their own bucket instead of ``rate_limit``.
+        interceptors: grpc server interceptors, after the rate limiter.
+        options: extra grpc server options; message size keys given here replace
+            ``max_message_size``.
+        max_message_size: the largest message, in bytes, received or sent; default
+            ``DEFAULT_MAX_MESSAGE_SIZE`` (2**31 - 1), the same default as the host's.
     """
 
     def __init__(
@@ -99,6 +129,7 @@ class PluginServer:
         rate_limit_per_method: Mapping[str, TokenBucket] | None = None,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
         options: Sequence[tuple[str, Any]] = (),
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
         self.handshake = handshake or HandshakeConfig()
         # Environment is read once, when the object is built.
@@ -118,6 +149,8 @@ class PluginServer:
         # grpc sets SO_REUSEPORT by default: two plugins binding the same free port at
         # once would both get it and the kernel would split the connections.
         self._options = (*NO_PORT_SHARING, *options)
+        if not overrides_message_size(self._options):
+            self._options = (*message_size_options(max_message_size), *self._options)
         self._server: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
@@ -125,7 +158,7 @@ class PluginServer:
         self._stopped = threading.Event()
         self._stop_requested = False
         self.stdio = StdioQueue()
-        self.broker = Broker()
+        self.broker = Broker("plugin")
         self.handshake_line: HandshakeLine | None = None
         self.negotiated_version: int | None = None
         self.service_names: tuple[str, ...] = ()
@@ -177,17 +210,19 @@ class PluginServer:
                 interceptors=self._interceptors,
                 options=self._options,
             )
-            cert_field = ""
+            cert_field, security = "", None
             if client_cert:
-                listener, cert_field = self._bind_tls(server, client_cert)
+                listener, cert_field, security = self._bind_tls(server, client_cert)
             else:
                 listener = bind(server, self._transport, self._environ)
+            self.broker.attach(self._broker_network(listener, security))
             try:
                 self._register(server, version)
                 server.start()
                 if listener.bridge is not None:
                     listener.bridge.start()
             except BaseException:
+                self.broker.close()
                 server.stop(None)
                 listener.remove()
                 raise
@@ -207,8 +242,10 @@ class PluginServer:
             )
             return self.handshake_line
 
-    def _bind_tls(self, server: grpc.Server, client_cert: str) -> tuple[Listener, str]:
-        """AutoMTLS: bind with a fresh certificate; return the listener and field 6.
+    def _bind_tls(
+        self, server: grpc.Server, client_cert: str
+    ) -> tuple[Listener, str, SessionSecurity]:
+        """AutoMTLS: bind with a fresh certificate; return the listener, field 6, the identities.
 
         grpcio's own TLS when it can verify the host's key, else (P-521: Go
         go-plugin hosts) the ``ssl``-module bridge; both require the host's cert.
@@ -230,7 +267,17 @@ class PluginServer:
         else:
             credentials = plugin_server_credentials(host_cert, identity)
             listener = bind(server, self._transport, self._environ, credentials)
-        return listener, encode_cert_field(identity.cert_der)
+        security = SessionSecurity(identity, host_cert)
+        return listener, encode_cert_field(identity.cert_der), security
+
+    def _broker_network(
+        self, listener: Listener, security: SessionSecurity | None
+    ) -> BrokerNetwork:
+        """Brokered servers listen like the main one: same transport, same socket directory."""
+        environ = dict(self._environ)
+        if listener.network == NETWORK_UNIX:
+            environ[ENV_UNIX_SOCKET_DIR] = os.path.dirname(listener.address)
+        return BrokerNetwork(listener.network, environ, security)
 
     def _register(self, server: grpc.Server, version: int) -> None:
         add_health_service(server)
@@ -242,7 +289,11 @@ class PluginServer:
             )
         )
         recorder = _RecordingServer(server)
-        self._registrars[version](recorder)
+        registrar = self._registrars[version]
+        if _takes_broker(registrar):
+            registrar(recorder, self.broker)  # type: ignore[call-arg]
+        else:
+            registrar(recorder)  # type: ignore[call-arg]
         self.service_names = tuple(recorder.service_names)
         if self._reflection:
             from grpc_reflection.v1alpha import reflection
@@ -335,5 +386,16 @@ def _versioned(registrars: Registrars, handshake: HandshakeConfig) -> dict[int, 
     if not versions or not all(isinstance(v, int) and v > 0 for v in versions):
         raise ValueError("versioned registrars need positive int protocol versions as keys")
     if not all(callable(r) for r in versions.values()):
-        raise TypeError("every versioned registrar must be callable(server)")
+        raise TypeError("every versioned registrar must be callable(server[, broker])")
     return versions
+
+
+def _takes_broker(registrar: Registrar) -> bool:
+    """True for ``register(server, broker)``: two or more positional parameters."""
+    try:
+        parameters = inspect.signature(registrar).parameters.values()
+    except (TypeError, ValueError):
+        return False  # no signature (some builtins): the plain form
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    positional = [p for p in parameters if p.kind in kinds]
+    return len(positional) >= 2

@@ -27,7 +27,8 @@ from ._constants import (
     DEFAULT_START_TIMEOUT,
 )
 from ._errors import PluginClosed, RPCPluginError
-from ._process import HostOptions, PluginProcess
+from ._host_options import HostOptions
+from ._process import PluginProcess
 from ._shared_live import Live, exit_code
 
 if TYPE_CHECKING:
@@ -324,7 +325,7 @@ class SharedPlugin:
         inherited = self._live_plugin
         self._reset(os.getpid())
         if inherited is not None:
-            inherited.plugin._finalizer.detach()  # it would kill the parent's plugin
+            inherited.plugin.abandon()  # closing it would kill the parent's plugin
             _ABANDONED.append(inherited)  # no destructor may run here either
 
     def __enter__(self) -> SharedPlugin:

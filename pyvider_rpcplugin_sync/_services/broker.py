@@ -1,119 +1,129 @@
-"""plugin.GRPCBroker: the ``StartStream`` exchange of connection info (protocol.md §4.3).
+"""plugin.GRPCBroker/StartStream: the connection-info stream of a session (protocol.md §4.3).
 
-A go-plugin host opens this stream right after connecting and ignores its
-errors. Connection info flows both ways: what the peer sends is parked per
-service id (a buffer of one, dropped after a few seconds unclaimed, as Go
-does); what this side announces is queued and streamed out.
+The host opens the stream right after connecting; connection info then flows
+both ways. What the peer sends is parked in the :class:`~.._broker.Broker`;
+what this side announces is streamed out. As in go-plugin, a plugin's broker
+is single-use: when the host ends the stream, the plugin's broker closes.
 """
 
 from __future__ import annotations
 
-import collections
-import itertools
 import logging
 import threading
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import TYPE_CHECKING
 
 import grpc
 
-from .._constants import BROKER_SERVICE
+from .._broker import Broker
+from .._broker_net import BrokerNetwork
+from .._constants import (
+    BROKER_SERVICE,
+    ENV_MAX_PORT,
+    ENV_MIN_PORT,
+    ENV_UNIX_SOCKET_DIR,
+    NETWORK_TCP,
+    NETWORK_UNIX,
+    READER_JOIN_TIMEOUT,
+)
 from .._protos.goplugin_pb2 import ConnInfo
+
+if TYPE_CHECKING:
+    from .._broker_net import SessionSecurity
 
 logger = logging.getLogger(__name__)
 
-# go-plugin's Dial wait and the lifetime of unclaimed connection info.
-BROKER_TIMEOUT = 5.0
+
+def _read_into(broker: Broker, incoming: Iterator[ConnInfo]) -> None:
+    try:
+        for info in incoming:
+            broker.receive(info)
+    except grpc.RpcError:
+        pass  # the stream ended with the connection; go-plugin ignores this too
+    except Exception:
+        logger.debug("broker stream reader stopped", exc_info=True)
 
 
-class Broker:
-    """Both ends of the connection-info exchange, shared by every stream."""
-
-    def __init__(self) -> None:
-        self._ids = itertools.count(1)
-        self._outgoing: collections.deque[ConnInfo] = collections.deque()
-        self._parked: dict[int, tuple[ConnInfo, float]] = {}
-        # One condition for both directions: announcements, arrivals, close.
-        self._arrived = threading.Condition()
-        self._closed = threading.Event()
-
-    def next_id(self) -> int:
-        return next(self._ids)
-
-    def announce(self, info: ConnInfo) -> None:
-        """Queue connection info for the peer (go-plugin's Accept side)."""
-        with self._arrived:
-            self._outgoing.append(info)
-            self._arrived.notify_all()
-
-    def wait_for(self, service_id: int, timeout: float = BROKER_TIMEOUT) -> ConnInfo:
-        """The peer's connection info for ``service_id`` (go-plugin's Dial side)."""
-        deadline = time.monotonic() + timeout
-        with self._arrived:
-            while True:
-                parked = self._parked.pop(service_id, None)
-                if parked is not None:
-                    return parked[0]
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or self._closed.is_set():
-                    raise TimeoutError(
-                        f"timeout waiting for connection info for broker id {service_id}"
-                    )
-                self._arrived.wait(remaining)
-
-    def receive(self, info: ConnInfo) -> None:
-        now = time.monotonic()
-        with self._arrived:
-            for stale in [k for k, (_, t) in self._parked.items() if now - t > BROKER_TIMEOUT]:
-                del self._parked[stale]
-            # A buffer of one per id: duplicates are dropped, as in go-plugin.
-            self._parked.setdefault(info.service_id, (info, now))
-            self._arrived.notify_all()
-
-    def close(self) -> None:
-        self._closed.set()
-        self._wake()
-
-    def _wake(self) -> None:
-        with self._arrived:
-            self._arrived.notify_all()
-
-    def stream(
-        self, requests: Iterator[ConnInfo], context: grpc.ServicerContext
-    ) -> Iterator[ConnInfo]:
-        reader = threading.Thread(
-            target=self._read, args=(requests,), name="plugin-broker-read", daemon=True
-        )
-        reader.start()
-        context.add_callback(self._wake)
-        while True:
-            with self._arrived:
-                self._arrived.wait_for(
-                    lambda: self._outgoing or self._closed.is_set() or not context.is_active()
-                )
-                if self._closed.is_set() or not context.is_active():
-                    return
-                info = self._outgoing.popleft()
-            yield info
-
-    def _read(self, requests: Iterator[ConnInfo]) -> None:
-        try:
-            for info in requests:
-                self.receive(info)
-        except grpc.RpcError:
-            pass  # the stream ended with the connection; go-plugin ignores this too
-        except Exception:
-            logger.debug("broker stream reader stopped", exc_info=True)
+# --- plugin side: the servicer ----------------------------------------------------------
 
 
 def broker_handler(broker: Broker) -> grpc.GenericRpcHandler:
+    def start_stream(
+        requests: Iterator[ConnInfo], context: grpc.ServicerContext
+    ) -> Iterator[ConnInfo]:
+        def read() -> None:
+            _read_into(broker, requests)
+            # The host closed its broker (go-plugin closes it first on Kill).
+            broker.close()
+
+        reader = threading.Thread(target=read, name="plugin-broker-read", daemon=True)
+        reader.start()
+        context.add_callback(broker.wake)
+        while (info := broker.next_announcement(lambda: not context.is_active())) is not None:
+            yield info
+
     return grpc.method_handlers_generic_handler(
         BROKER_SERVICE,
         {
             "StartStream": grpc.stream_stream_rpc_method_handler(
-                broker.stream,
+                start_stream,
                 request_deserializer=ConnInfo.FromString,
                 response_serializer=ConnInfo.SerializeToString,
             )
         },
     )
+
+
+# --- host side: the client --------------------------------------------------------------
+
+
+class BrokerStream:
+    """The host's ``StartStream`` call, held open until :meth:`close`; errors are ignored."""
+
+    def __init__(self, channel: grpc.Channel, broker: Broker) -> None:
+        self._broker = broker
+        self._done = False
+        method = channel.stream_stream(
+            f"/{BROKER_SERVICE}/StartStream",
+            request_serializer=ConnInfo.SerializeToString,
+            response_deserializer=ConnInfo.FromString,
+        )
+        # grpc consumes the request iterator in a thread of its own.
+        self._call = method(self._requests())
+        self._reader = threading.Thread(
+            target=_read_into, args=(broker, self._call), name="host-broker-read", daemon=True
+        )
+        self._reader.start()
+
+    def _requests(self) -> Iterator[ConnInfo]:
+        while (info := self._broker.next_announcement(lambda: self._done)) is not None:
+            yield info
+
+    def close(self, timeout: float = READER_JOIN_TIMEOUT) -> None:
+        self._done = True
+        self._call.cancel()
+        self._broker.wake()
+        if self._reader is not threading.current_thread():
+            self._reader.join(timeout)
+
+
+def open_host_broker(
+    channel: grpc.Channel,
+    network: str,
+    socket_dir: str | None,
+    environ: Mapping[str, str],
+    security: SessionSecurity | None,
+) -> Broker:
+    """The host's broker for one session; its StartStream opens now, as a go-plugin host's.
+
+    Brokered servers listen like the plugin: unix sockets in the session's socket
+    directory, or loopback TCP (within the host's PLUGIN_MIN/MAX_PORT) for a TCP session.
+    """
+    bind_environ = {k: v for k, v in environ.items() if k in (ENV_MIN_PORT, ENV_MAX_PORT)}
+    if socket_dir is not None:
+        bind_environ[ENV_UNIX_SOCKET_DIR] = socket_dir
+    transport = NETWORK_TCP if network == NETWORK_TCP else NETWORK_UNIX
+    broker = Broker("host")
+    stream = BrokerStream(channel, broker)
+    broker.attach(BrokerNetwork(transport, bind_environ, security), on_close=stream.close)
+    return broker

@@ -1,5 +1,19 @@
-"""Runnable example plugins and hosts (echo, kv) used by the demo, the docs and the tests."""
+"""Runnable example plugins and hosts (echo, kv, counter) for the demo, docs and tests."""
 
-from .._protos import echo_pb2, echo_pb2_grpc, kv_pb2, kv_pb2_grpc
+from .._protos import (
+    counter_pb2,
+    counter_pb2_grpc,
+    echo_pb2,
+    echo_pb2_grpc,
+    kv_pb2,
+    kv_pb2_grpc,
+)
 
-__all__ = ["echo_pb2", "echo_pb2_grpc", "kv_pb2", "kv_pb2_grpc"]
+__all__ = [
+    "counter_pb2",
+    "counter_pb2_grpc",
+    "echo_pb2",
+    "echo_pb2_grpc",
+    "kv_pb2",
+    "kv_pb2_grpc",
+]

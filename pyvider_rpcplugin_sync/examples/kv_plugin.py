@@ -4,15 +4,23 @@ Loadable by go-plugin's own KV example host::
 
     KV_PLUGIN="python3 -m pyvider_rpcplugin_sync.examples.kv_plugin" ./kv put hello world
 
-Values live in memory, or, when ``KV_STORE_DIR`` is set, in files ``kv_<key>``
-in that directory (as go-plugin's example plugins keep them), so that values
-survive from one host run to the next.
+Values persist from one host run to the next (each run starts a new plugin
+process), so ``pyvider-rpcplugin-sync kv put a 1`` then ``kv get a`` prints ``1``.
+They are files ``kv_<key>`` (as go-plugin's example plugins keep them) in:
+
+- ``$KV_STORE_DIR`` when it is set; ``KV_STORE_DIR=:memory:`` keeps values in
+  memory instead, for the plugin's lifetime only;
+- else a per-user state directory, ``$XDG_STATE_HOME/pyvider-rpcplugin-sync/kv``
+  (default ``~/.local/state/pyvider-rpcplugin-sync/kv``), created private (0700).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import threading
+from collections.abc import Mapping
 from pathlib import Path
 
 import grpc
@@ -39,7 +47,7 @@ class KVStore(kv_pb2_grpc.KVServicer):
             if self._directory is None:
                 self._values[request.key] = request.value
             else:
-                self._file(request.key, context).write_bytes(request.value)
+                _write_atomically(self._file(request.key, context), request.value)
         return kv_pb2.Empty()
 
     def Get(self, request: kv_pb2.GetRequest, context: grpc.ServicerContext) -> kv_pb2.GetResponse:
@@ -60,9 +68,40 @@ class KVStore(kv_pb2_grpc.KVServicer):
         return self._directory / f"kv_{key}"
 
 
+def _write_atomically(path: Path, value: bytes) -> None:
+    """Several plugin processes may share the directory: a reader sees the old value
+    or the new one, never half of one."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".kv-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(value)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+
+
+MEMORY = ":memory:"
+
+
+def store_directory(environ: Mapping[str, str]) -> Path | None:
+    """Where values are kept: ``KV_STORE_DIR``, else the per-user state directory;
+    None for ``KV_STORE_DIR=:memory:``."""
+    configured = environ.get("KV_STORE_DIR")
+    if configured == MEMORY:
+        return None
+    if configured:
+        return Path(configured)
+    state_home = environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state_home) / "pyvider-rpcplugin-sync" / "kv"
+
+
 def register(server: grpc.Server) -> None:
-    store_dir = os.environ.get("KV_STORE_DIR")
-    kv_pb2_grpc.add_KVServicer_to_server(KVStore(Path(store_dir) if store_dir else None), server)
+    directory = store_directory(os.environ)
+    if directory is not None:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    kv_pb2_grpc.add_KVServicer_to_server(KVStore(directory), server)
 
 
 if __name__ == "__main__":

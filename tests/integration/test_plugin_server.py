@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from concurrent import futures
 from pathlib import Path
 
 import grpc
 import pytest
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from pyvider_rpcplugin_sync import HandshakeConfig, HandshakeError, PluginServer
+from pyvider_rpcplugin_sync import BrokerTimeout, HandshakeConfig, HandshakeError, PluginServer
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc, goplugin_pb2
 from pyvider_rpcplugin_sync.examples import echo_plugin, kv_plugin
 
@@ -94,7 +95,7 @@ def test_stop_from_many_threads_at_once() -> None:
     assert server.address is None
 
 
-def test_broker_parks_connection_info_from_the_host() -> None:
+def test_broker_stream_parks_what_the_host_sends_and_streams_what_the_plugin_serves() -> None:
     with PluginServer(kv_plugin.register, handshake=HANDSHAKE, environ=ENV) as server:
         with grpc.insecure_channel(target(server)) as channel:
             outgoing = [goplugin_pb2.ConnInfo(service_id=7, network="unix", address="/x")]
@@ -110,12 +111,32 @@ def test_broker_parks_connection_info_from_the_host() -> None:
                 done.wait(5)
 
             replies = stream(requests(), timeout=10)
-            assert server.broker.wait_for(7, timeout=5).address == "/x"
-            server.broker.announce(
-                goplugin_pb2.ConnInfo(service_id=1, network="tcp", address="127.0.0.1:1")
+            assert server.broker._claim(7, timeout=5).address == "/x"
+            served = server.broker.accept_and_serve(server.broker.next_id(), echo_plugin.register)
+            announced = next(iter(replies))
+            assert (announced.service_id, announced.network, announced.address) == (
+                served.service_id,
+                "unix",
+                served.address,
             )
-            assert next(iter(replies)).service_id == 1
+            with pytest.raises(BrokerTimeout, match="broker id 99"):
+                server.broker.dial(99, timeout=0.1)
             done.set()
             replies.cancel()
-        with pytest.raises(TimeoutError, match="broker id 99"):
-            server.broker.wait_for(99, timeout=0.1)
+        # The host ended the stream: a plugin's broker is single-use, as in go-plugin.
+        assert served.wait(timeout=10)
+        assert server.broker.closed
+
+
+def test_a_tcp_port_of_a_plugin_cannot_be_shared() -> None:
+    # grpcio sets SO_REUSEPORT by default: two plugins that both found a port free
+    # would both bind it and split its connections between them.
+    with PluginServer(echo_plugin.register, handshake=HANDSHAKE, environ=ENV, transport="tcp") as s:
+        assert s.handshake_line is not None
+        port = int(s.handshake_line.address.rsplit(":", 1)[1])
+        other = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
+        try:
+            with pytest.raises(RuntimeError):
+                other.add_insecure_port(f"127.0.0.1:{port}")
+        finally:
+            other.stop(None)

@@ -1,8 +1,9 @@
 """Fixtures for interop tests against real Go go-plugin 1.0.1 programs.
 
-``go_bins`` builds ``tests/interop/go`` (kvhost, kvplugin) once per session. Without Go
-the tests skip with the reason; with ``PYVIDER_REQUIRE_INTEROP=1`` (``make interop``,
-CI) they fail instead. A build error always fails.
+``go_bins`` builds ``tests/interop/go`` (kvhost, kvplugin, counterhost, counterplugin)
+once per session. Without Go the tests skip with the reason; with
+``PYVIDER_REQUIRE_INTEROP=1`` (``make interop``, CI) they fail instead. A build error
+always fails.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ def interop_required() -> bool:
 
 @pytest.fixture(scope="session")
 def go_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """``{"kvhost": Path, "kvplugin": Path}``, built once per test session."""
+    """``{name: Path}`` of gobuild.PROGRAMS, built once per test session."""
     reason = go_available()
     if reason is not None:
         if interop_required():

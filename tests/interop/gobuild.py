@@ -9,15 +9,15 @@ Packages: ``bash tests/interop/install_go_deps.sh`` (``make interop-deps``).
 
 Command line (stdlib only)::
 
-    python tests/interop/gobuild.py build DEST     # build kvhost and kvplugin into DEST
-    python tests/interop/gobuild.py protoc         # regenerate go/kvpb/kv.pb.go
+    python tests/interop/gobuild.py build DEST     # build the PROGRAMS into DEST
+    python tests/interop/gobuild.py protoc         # regenerate the committed *.pb.go
 
 ``protoc`` needs ``install_go_deps.sh --with-protoc`` (protobuf-compiler 3.21.12 and
-protoc-gen-go-1-3 1.3.5) and runs, inside ``tests/interop/go``::
+protoc-gen-go-1-3 1.3.5) and runs, inside ``tests/interop/go``, for kvpb and counterpb::
 
     protoc -I kvpb --go_out=plugins=grpc:kvpb kvpb/kv.proto
 
-The generated ``kv.pb.go`` is committed, so building needs neither tool.
+The generated ``*.pb.go`` are committed, so building needs neither tool.
 
 ``GOCACHE`` is ``<repo>/.gocache`` (about 28 MB, must be git-ignored): a warm build
 takes well under a second, a cold one about 6-30 s.
@@ -40,7 +40,7 @@ REPO_ROOT = HERE.parent.parent
 GOCACHE = REPO_ROOT / ".gocache"
 IMPORT_PATH = "gointerop.example/kv"
 DEBIAN_GOPATH = Path("/usr/share/gocode")
-PROGRAMS = ("kvhost", "kvplugin")
+PROGRAMS = ("kvhost", "kvplugin", "counterhost", "counterplugin")
 BUILD_TIMEOUT = 900.0
 
 # Debian source packages the build needs, by the directory they install.
@@ -157,16 +157,26 @@ def build_go_binaries(dest: Path, *, timeout: float = BUILD_TIMEOUT) -> dict[str
     return binaries
 
 
-def regenerate_pb(*, timeout: float = 120.0) -> Path:
-    """Regenerate ``go/kvpb/kv.pb.go`` (protoc 3.21.12 + protoc-gen-go 1.3.5)."""
+def regenerate_pb(*, timeout: float = 120.0) -> list[Path]:
+    """Regenerate ``go/kvpb/kv.pb.go`` and ``go/counterpb/counter.pb.go``
+    (protoc 3.21.12 + protoc-gen-go 1.3.5)."""
     for tool in ("protoc", "protoc-gen-go"):
         if shutil.which(tool) is None:
             raise GoBuildError(
                 f"`{tool}` not found; run `bash tests/interop/install_go_deps.sh --with-protoc`"
             )
-    argv = ["protoc", "-I", "kvpb", "--go_out=plugins=grpc:kvpb", "kvpb/kv.proto"]
-    _run(argv, GO_SRC, dict(os.environ), timeout)
-    return GO_SRC / "kvpb" / "kv.pb.go"
+    generated = []
+    for package, proto in (("kvpb", "kv"), ("counterpb", "counter")):
+        argv = [
+            "protoc",
+            "-I",
+            package,
+            f"--go_out=plugins=grpc:{package}",
+            f"{package}/{proto}.proto",
+        ]
+        _run(argv, GO_SRC, dict(os.environ), timeout)
+        generated.append(GO_SRC / package / f"{proto}.pb.go")
+    return generated
 
 
 def main(argv: list[str]) -> int:
@@ -177,7 +187,8 @@ def main(argv: list[str]) -> int:
                 print(f"{name}: {path}")
             return 0
         if argv == ["protoc"]:
-            print(regenerate_pb())
+            for path in regenerate_pb():
+                print(path)
             return 0
     except GoBuildError as exc:
         print(f"gobuild: {exc}", file=sys.stderr)

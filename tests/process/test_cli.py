@@ -106,3 +106,67 @@ def test_kv_missing_key_is_a_clear_error(tmp_path: Path) -> None:
 def test_usage_errors_exit_2() -> None:
     assert run("kv", "frobnicate").returncode == 2
     assert run().returncode == 2
+
+
+def test_kv_put_then_get_with_the_default_per_user_store(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "KV_STORE_DIR"}
+    env["XDG_STATE_HOME"] = str(tmp_path)
+    put = subprocess.run(
+        [*CLI, "kv", "put", "greeting", "hi there"], env=env, capture_output=True, check=False
+    )
+    assert put.returncode == 0, put.stderr
+    got = subprocess.run(
+        [*CLI, "kv", "get", "greeting"], env=env, capture_output=True, text=True, check=False
+    )
+    assert got.returncode == 0, got.stderr
+    assert got.stdout == "hi there\n"
+    store = tmp_path / "pyvider-rpcplugin-sync" / "kv"
+    assert (store / "kv_greeting").read_bytes() == b"hi there"
+    assert store.stat().st_mode & 0o777 == 0o700
+    assert [p.name for p in store.iterdir()] == ["kv_greeting"]  # no temporary file left
+
+
+def test_kv_memory_store_forgets_between_runs() -> None:
+    env = {"KV_STORE_DIR": ":memory:"}
+    assert run("kv", "put", "greeting", "hello", env=env).returncode == 0
+    result = run("kv", "get", "greeting", env=env)
+    assert result.returncode == 1
+    assert "NOT_FOUND" in result.stderr
+
+
+def test_version_matches_the_installed_metadata() -> None:
+    from importlib import metadata
+
+    result = run("--version")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == f"pyvider-rpcplugin-sync {metadata.version('pyvider-rpcplugin-sync')}\n"
+    import pyvider_rpcplugin_sync
+
+    assert pyvider_rpcplugin_sync.__version__ == metadata.version("pyvider-rpcplugin-sync")
+
+
+def test_a_silent_program_gets_no_promise_of_stderr() -> None:
+    result = run("inspect", "--", "/bin/true")
+    assert result.returncode == 1
+    assert "below" not in result.stderr
+    assert "hint: it wrote nothing to stderr" in result.stderr
+    assert "plugin stderr" not in result.stderr
+
+
+def test_a_failing_program_shows_the_stderr_it_promises() -> None:
+    result = run("inspect", "--", "sh", "-c", "echo no-such-plugin-here >&2; exit 3")
+    assert result.returncode == 1
+    assert "see the plugin's stderr below" in result.stderr
+    below = result.stderr.split("plugin stderr (last lines):\n", 1)[1]
+    assert "no-such-plugin-here" in below
+
+
+def test_hints_name_the_command_line_flags() -> None:
+    timeout = run("inspect", "--start-timeout", "0.3", "--", "sleep", "20")
+    assert timeout.returncode == 1
+    assert "hint: raise --start-timeout" in timeout.stderr
+    no_cert = run("inspect", "--", "sh", "-c", "echo '1|1|tcp|127.0.0.1:9|grpc|'; sleep 20")
+    assert no_cert.returncode == 1
+    assert "or use --no-tls" in no_cert.stderr
+    for result in (timeout, no_cert):
+        assert "start_timeout" not in result.stderr and "tls=False" not in result.stderr

@@ -13,17 +13,23 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
-from process_helpers import ECHO, child_processes
+from process_helpers import ECHO, PYTHON, child_processes
 
 from pyvider_rpcplugin_sync._constants import SOCKET_DIR_PREFIX
 from pyvider_rpcplugin_sync._process import PluginProcess
-from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
+from pyvider_rpcplugin_sync._protos import counter_pb2, counter_pb2_grpc, echo_pb2, echo_pb2_grpc
+from pyvider_rpcplugin_sync.examples.counter_plugin import COUNTER_HANDSHAKE
 
 CYCLES = int(os.environ.get("PYVIDER_LEAK_CYCLES", "200"))
-pytestmark = pytest.mark.timeout(60 + 2 * CYCLES)
+# Brokered cycles cost about twice as much: a quarter as many.
+BROKER_CYCLES = max(CYCLES // 4, 1)
+COUNTER = [PYTHON, "-m", "pyvider_rpcplugin_sync.examples.counter_plugin"]
+pytestmark = pytest.mark.timeout(60 + 2 * CYCLES + 4 * BROKER_CYCLES)
 
 
 def cycle(index: int) -> None:
@@ -33,6 +39,39 @@ def cycle(index: int) -> None:
         assert (
             plugin.stub.Echo(echo_pb2.EchoRequest(payload=payload), timeout=10).payload == payload
         )
+    assert plugin.returncode == 0
+
+
+class Adder(counter_pb2_grpc.AddHelperServicer):
+    def Sum(
+        self, request: counter_pb2.SumRequest, context: grpc.ServicerContext
+    ) -> counter_pb2.SumResponse:
+        return counter_pb2.SumResponse(r=request.a + request.b)
+
+
+def broker_cycle(index: int) -> None:
+    """A session that serves a callback, is called back, and leaves one server to close."""
+    tls, transport = index % 2 == 0, ("unix", "tcp")[index // 2 % 2]
+    with PluginProcess(
+        COUNTER,
+        handshake=COUNTER_HANDSHAKE,
+        stub=counter_pb2_grpc.CounterStub,
+        tls=tls,
+        transport=transport,
+    ) as plugin:
+        broker = plugin.broker
+        add_id = broker.next_id()
+        with broker.accept_and_serve(
+            add_id, lambda s: counter_pb2_grpc.add_AddHelperServicer_to_server(Adder(), s)
+        ):
+            request = counter_pb2.CounterPutRequest(add_server=add_id, key="k", value=index)
+            plugin.stub.Put(request, timeout=10)
+        # Still serving when the session closes: the close must stop it.
+        left_open = broker.accept_and_serve(
+            broker.next_id(), lambda s: counter_pb2_grpc.add_AddHelperServicer_to_server(Adder(), s)
+        )
+        assert plugin.stub.Get(counter_pb2.CounterGetRequest(key="k"), timeout=10).value == index
+    assert left_open.stopped
     assert plugin.returncode == 0
 
 
@@ -75,8 +114,17 @@ def settle_threads(before: set[threading.Thread]) -> None:
 
 
 def test_start_stop_cycles_leak_nothing() -> None:
+    assert_cycles_leak_nothing(cycle, CYCLES)
+
+
+def test_brokered_sessions_leak_nothing() -> None:
+    """Brokered servers, listeners, channels, bridges, streams: all gone with the session."""
+    assert_cycles_leak_nothing(broker_cycle, BROKER_CYCLES)
+
+
+def assert_cycles_leak_nothing(run: Callable[[int], None], cycles: int) -> None:
     for index in range(4):  # warm-up: grpc creates some process-wide state lazily
-        cycle(index)
+        run(index)
     settle_threads(set(threading.enumerate()))
     threads, fds, dirs, natives = (
         set(threading.enumerate()),
@@ -85,8 +133,8 @@ def test_start_stop_cycles_leak_nothing() -> None:
         native_threads(),
     )
     began = time.monotonic()
-    for index in range(CYCLES):
-        cycle(index)
+    for index in range(cycles):
+        run(index)
         assert not child_processes(), f"cycle {index} left a child process"
     elapsed = time.monotonic() - began
     settle_threads(threads)
@@ -103,4 +151,4 @@ def test_start_stop_cycles_leak_nothing() -> None:
     # after about a second idle; waiting for that would mean sleeping. A leak of
     # one thread per cycle would show up as hundreds, far above this bound.
     assert native_threads() <= natives + 16
-    print(f"{CYCLES} cycles in {elapsed:.1f} s, {elapsed / max(CYCLES, 1) * 1000:.0f} ms each")
+    print(f"{cycles} cycles in {elapsed:.1f} s, {elapsed / max(cycles, 1) * 1000:.0f} ms each")

@@ -230,6 +230,7 @@ def run_script(body: str, tmp_path: Path) -> dict[str, Any]:
     script = tmp_path / "script.py"
     script.write_text(PRELUDE + textwrap.dedent(body))
     env = {k: v for k, v in os.environ.items() if k != "GRPC_ENABLE_FORK_SUPPORT"}
+    env["KV_STORE_DIR"] = ":memory:"  # each process's plugin keeps its own values
     with subprocess.Popen(
         [PYTHON, str(script), *KV],
         stdin=subprocess.DEVNULL,

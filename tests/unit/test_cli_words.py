@@ -6,7 +6,7 @@ import argparse
 
 import pytest
 
-from pyvider_rpcplugin_sync._cli import _handshake_from, parse_kv_words
+from pyvider_rpcplugin_sync._cli import _handshake_from, cli_hint, parse_kv_words
 
 pytestmark = pytest.mark.timeout(10)
 DEFAULT = ["default-plugin"]
@@ -43,3 +43,18 @@ def test_handshake_options() -> None:
         _handshake_from(argparse.Namespace(cookie="novalue", versions="1"))
     with pytest.raises(ValueError, match="comma-separated"):
         _handshake_from(argparse.Namespace(cookie=None, versions="five"))
+
+
+@pytest.mark.parametrize(
+    ("hint", "expected"),
+    [
+        ("raise start_timeout, or check", "raise --start-timeout, or check"),
+        ("raise connect_timeout, or check", "raise --connect-timeout, or check"),
+        ("... (PLUGIN_CLIENT_CERT), or use tls=False", "... (PLUGIN_CLIENT_CERT), or use --no-tls"),
+        ("use tls=True for this plugin", "leave out --no-tls for this plugin"),
+        ("e.g. /tmp), or use transport='tcp'", "e.g. /tmp), or use --transport tcp"),
+        ("set TMPDIR to a short directory", "set TMPDIR to a short directory"),
+    ],
+)
+def test_cli_hints_name_flags(hint: str, expected: str) -> None:
+    assert cli_hint(hint) == expected

@@ -6,6 +6,7 @@ with ``PLUGIN_MULTIPLEX_GRPC``, the 2 s kill) is modelled here from
 ``hashicorp/go-plugin`` v1.8 and protocol.md. See ``host.FakeNewestHost``.
 """
 
+from .broker import accept_and_serve, encode_conn_info
 from .handshake import MUX_NOT_SUPPORTED, HostError, ParsedLine, parse_line, raw_std_decode
 from .host import KILL_GRACE, FakeNewestHost, KillReport
 from .leaks import MARKER_VAR, child_processes, marked_pids, no_process_left_behind
@@ -25,7 +26,9 @@ __all__ = [
     "HostError",
     "KillReport",
     "ParsedLine",
+    "accept_and_serve",
     "child_processes",
+    "encode_conn_info",
     "marked_pids",
     "no_process_left_behind",
     "parse_line",

@@ -181,7 +181,7 @@ class FakeNewestHost:
         self._done = threading.Event()  # process reaped and both pipes at EOF (doneCtx)
         self._threads: list[threading.Thread] = []
         self._stream_threads: list[threading.Thread] = []
-        self._broker_stop = threading.Event()
+        self._broker_outgoing: queue.Queue[bytes | None] = queue.Queue()
         self._broker_call: Any = None
         self._lock = threading.Lock()
 
@@ -329,13 +329,17 @@ class FakeNewestHost:
             starter(channel)
         return channel
 
+    def broker_send(self, conn_info: bytes) -> None:
+        """``GRPCBroker.Accept``'s Send: a serialized ConnInfo to the plugin."""
+        self._broker_outgoing.put(conn_info)
+
     def _start_broker(self, channel: grpc.Channel) -> None:
-        stop = self._broker_stop
+        outgoing = self._broker_outgoing
 
         def requests() -> Iterator[bytes]:
-            stop.wait()  # the host sends nothing unless it brokers
-            return
-            yield  # pragma: no cover - makes this a generator
+            # The host sends only what it brokers (broker_send), until Close.
+            while (message := outgoing.get()) is not None:
+                yield message
 
         call = channel.stream_stream(
             START_STREAM, request_serializer=identity, response_deserializer=identity
@@ -418,7 +422,7 @@ class FakeNewestHost:
             channel = self.client()  # Kill connects first if it never did
         except Exception:
             return False
-        self._broker_stop.set()
+        self._broker_outgoing.put(None)
         if self._broker_call is not None:
             self._broker_call.cancel()
         shutdown = channel.unary_unary(

@@ -1,0 +1,52 @@
+"""pytest fixtures for plugin and host tests, loaded by pytest through the
+``pytest11`` entry point once the library is installed (see :mod:`.testing`).
+
+- ``rpcplugin_server(registrars, *, stub=None, tls=False, ...)``: serves a plugin's
+  registrars in this process and returns an :class:`~.testing.InProcessPlugin`
+  with ``.stub`` and ``.channel`` on a real channel; closed after the test.
+- ``rpcplugin_process(cmd, **PluginProcess options)``: a started
+  :class:`PluginProcess`, closed after the test; the test fails when a process of
+  the plugin outlives that close.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+__all__ = ["rpcplugin_process", "rpcplugin_server"]
+
+
+@pytest.fixture
+def rpcplugin_server() -> Iterator[Callable[..., Any]]:
+    """A factory: ``rpcplugin_server(register, stub=KVStub)`` -> InProcessPlugin."""
+    from .testing import InProcessPlugin, serve_in_process
+
+    made: list[InProcessPlugin] = []
+
+    def serve(*args: Any, **kwargs: Any) -> InProcessPlugin:
+        plugin = serve_in_process(*args, **kwargs)
+        made.append(plugin)
+        return plugin
+
+    yield serve
+    for plugin in reversed(made):
+        plugin.close()
+
+
+@pytest.fixture
+def rpcplugin_process() -> Iterator[Any]:
+    """A factory: ``rpcplugin_process(cmd, stub=KVStub, ...)`` -> a started PluginProcess.
+
+    After the test every plugin made is closed; a plugin process, or any process of
+    its process group, still running then fails the test (and is killed).
+    """
+    from .testing import PluginProcessFactory
+
+    factory = PluginProcessFactory()
+    yield factory
+    leaks = factory.close_all()
+    if leaks:
+        pytest.fail("plugin processes outlived their close:\n" + "\n".join(leaks))
