@@ -140,7 +140,7 @@ def test_on_exit_reports_a_crash_once_from_a_library_thread() -> None:
     with PluginProcess(
         scenario("echo_faults"), stub=echo_pb2_grpc.EchoStub, on_exit=exits
     ) as plugin:
-        with pytest.raises(grpc.RpcError):
+        with pytest.raises(PluginClosed, match="exited"):
             echo(plugin, b"crash")
         assert exits.done.wait(10)
     assert len(exits.calls) == 1
