@@ -1,10 +1,10 @@
 """GRPCBroker: extra gRPC connections between host and plugin, by id (protocol.md §4.3).
 
-One :class:`Broker` per plugin session on each side (``plugin.broker`` on the
+One ``Broker`` per plugin session on each side (``plugin.broker`` on the
 host, the second argument of ``register(server, broker)`` in a plugin), with
-go-plugin's semantics: :meth:`~Broker.next_id` hands out ids,
-:meth:`~Broker.accept_and_serve` serves a fresh gRPC server and announces its
-address over ``plugin.GRPCBroker/StartStream``, :meth:`~Broker.dial` waits (5 s
+go-plugin's semantics: ``Broker.next_id`` hands out ids,
+``Broker.accept_and_serve`` serves a fresh gRPC server and announces its
+address over ``plugin.GRPCBroker/StartStream``, ``Broker.dial`` waits (5 s
 by default) for the peer's announcement of an id and connects to it.
 Announcements nobody dials are dropped after 5 s. Closing the session stops
 every brokered server and closes every brokered channel.
@@ -44,9 +44,9 @@ ServerRegistrar = Callable[[grpc.Server], None]
 
 
 class BrokeredServer:
-    """A gRPC server started by :meth:`Broker.accept_and_serve`; a context manager.
+    """A gRPC server started by ``Broker.accept_and_serve``; a context manager.
 
-    It serves until :meth:`stop` or until the broker's session ends.
+    It serves until ``stop`` or until the broker's session ends.
     """
 
     def __init__(
@@ -148,7 +148,7 @@ class Broker:
         ``register(server)`` adds the servicers (as a plugin's registrar does).
         The server listens on a fresh socket in the session's private directory
         (or loopback TCP), with the session's mutual TLS, and runs in the
-        background until :meth:`BrokeredServer.stop` or the end of the session.
+        background until ``BrokeredServer.stop`` or the end of the session.
         """
         service_id = _check_id(service_id)
         network = self._network_or_raise()
@@ -176,7 +176,7 @@ class Broker:
         """A channel to the peer's server for ``service_id``; close it when done.
 
         Waits up to ``timeout`` seconds for the peer's announcement (go-plugin:
-        5 s). Raises :class:`BrokerTimeout` if none comes, :class:`BrokerClosed`
+        5 s). Raises ``BrokerTimeout`` if none comes, ``BrokerClosed``
         once the session is over.
         """
         service_id = _check_id(service_id)

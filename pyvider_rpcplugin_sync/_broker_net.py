@@ -52,7 +52,7 @@ class SessionSecurity:
 class BrokerNetwork:
     """How one side of a session listens for and dials brokered connections.
 
-    ``environ`` carries what :func:`_listener.bind` reads: the session's socket
+    ``environ`` carries what ``_listener.bind`` reads: the session's socket
     directory (``PLUGIN_UNIX_SOCKET_DIR``), the port range and socket group.
     """
 

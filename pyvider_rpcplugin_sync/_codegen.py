@@ -36,7 +36,7 @@ def generate_stubs(
     ``import kv_pb2`` (so ``out`` must be on ``sys.path``); ``-I src`` and
     ``src/myapp/kv.proto`` make ``myapp/kv_pb2.py``, imported as ``myapp.kv_pb2``.
     Google's well-known types (``google/protobuf/empty.proto`` ...) are always
-    found. Returns the files written; raises :class:`CodegenError` (with protoc's
+    found. Returns the files written; raises ``CodegenError`` (with protoc's
     message) when grpcio-tools is missing or protoc fails.
     """
     _require_grpc_tools()

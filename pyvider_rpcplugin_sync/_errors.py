@@ -1,4 +1,4 @@
-"""The library's exception tree, rooted at :class:`RPCPluginError`.
+"""The library's exception tree, rooted at ``RPCPluginError``.
 
 Users catch these without importing grpc. gRPC status errors raised by an
 application's own RPCs are not wrapped: they pass through unchanged.

@@ -1,5 +1,5 @@
 """The host's connection to a plugin: credentials, dialing, health, Shutdown, rate limit,
-and :class:`HostResources`, everything to release when the plugin goes.
+and ``HostResources``, everything to release when the plugin goes.
 
 Plain functions over a ``grpc.Channel`` that ``PluginProcess`` composes
 (protocol.md §3.5 host recipe, §4.4, §4.6). Internal services are called
@@ -59,7 +59,7 @@ SERVING = health_pb2.HealthCheckResponse.SERVING
 class HostResources:
     """Everything a host holds for one plugin.
 
-    :meth:`release` is idempotent and needs no PluginProcess, so
+    ``release`` is idempotent and needs no PluginProcess, so
     ``weakref.finalize`` can run it for a PluginProcess nobody closed.
     """
 
@@ -171,7 +171,7 @@ def route_to(line: HandshakeLine, identity: Identity | None, socket_dir: str | N
     """The route for AutoMTLS (``identity`` given) or plaintext, pinned to field 6's cert.
 
     grpcio cannot handshake with a P-521 peer (every Go go-plugin plugin): such a
-    plugin is reached through a :class:`BridgeClient` that does the TLS with
+    plugin is reached through a ``BridgeClient`` that does the TLS with
     Python's ``ssl`` and serves the channel plaintext on a private unix socket.
     """
     target = target_of(line.network, line.address)

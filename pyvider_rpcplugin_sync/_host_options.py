@@ -27,7 +27,7 @@ ClientInterceptor = Any
 
 
 class HostOptions(TypedDict, total=False):
-    """Options shared by :class:`PluginProcess` and :meth:`PluginProcess.reattach`."""
+    """Options shared by ``PluginProcess`` and ``PluginProcess.reattach``."""
 
     handshake: HandshakeConfig | None
     stub: Callable[[grpc.Channel], Any] | None

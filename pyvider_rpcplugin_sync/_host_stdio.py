@@ -1,10 +1,10 @@
 """The host's view of a plugin's output, and the two streams it keeps open.
 
-- :class:`StderrLog`: each stderr line becomes a log record on the plugin's
+- ``StderrLog``: each stderr line becomes a log record on the plugin's
   logger, hclog JSON parsed leniently (protocol.md §5.2), Python tracebacks and
   Go panics at ERROR; a line that arrives both on the stderr pipe and over
   ``StreamStdio`` (our plugins send plain stderr text both ways) is logged once;
-- :class:`StdioStream`: ``plugin.GRPCStdio/StreamStdio`` read in a daemon thread,
+- ``StdioStream``: ``plugin.GRPCStdio/StreamStdio`` read in a daemon thread,
   data forwarded to callables or the plugin's logger (§4.5).
 
 The broker's ``StartStream`` lives in ``_services/broker.py``.
@@ -88,7 +88,7 @@ def _extra(fields: dict[str, Any]) -> dict[str, Any]:
 class StderrLog:
     """Turns the plugin's stderr lines into log records on ``target``.
 
-    Called with each line of the stderr pipe, and (:meth:`from_stdio`) with each
+    Called with each line of the stderr pipe, and (``from_stdio``) with each
     line that ``StreamStdio`` delivers on its stderr channel; thread-safe.
     """
 
@@ -216,7 +216,7 @@ class StdioStream:
 
 class _LineLogger:
     """Collects stdio chunks into lines for ``emit``: stdout lines go to DEBUG with
-    ``plugin_stream``; stderr lines to :meth:`StderrLog.from_stdio`."""
+    ``plugin_stream``; stderr lines to ``StderrLog.from_stdio``."""
 
     def __init__(self, target: logging.Logger | StderrLog, stream: str = "stderr") -> None:
         self._emit_line = (

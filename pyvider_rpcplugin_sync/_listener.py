@@ -146,7 +146,7 @@ def _bind_unix(
 def bind_bridged(
     server: grpc.Server, transport: str, environ: Mapping[str, str], context: ssl.SSLContext
 ) -> Listener:
-    """grpcio plaintext on a private socket, a TLS :class:`BridgeServer` on the public one.
+    """grpcio plaintext on a private socket, a TLS ``BridgeServer`` on the public one.
 
     For hosts whose certificate grpcio cannot verify (P-521: Go go-plugin hosts).
     """

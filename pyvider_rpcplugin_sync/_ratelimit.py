@@ -1,7 +1,7 @@
 """Token bucket rate limiting: a pure core and a thread-safe bucket (interceptors: _ratelimit_grpc).
 
 The arithmetic is pure functions of ``(state, now)``, tested without threads or
-clocks; :class:`TokenBucket` wraps it with one lock. Waiting is by *reservation*:
+clocks; ``TokenBucket`` wraps it with one lock. Waiting is by *reservation*:
 a caller short of tokens takes them out of the future by moving the refill stamp
 forward, then sleeps outside the lock. Every waiter wakes once, in arrival order,
 and the token count never goes below zero.
@@ -173,7 +173,7 @@ class TokenBucket:
     def acquire(self, n: float = 1, timeout: float | None = None) -> None:
         """Take ``n`` tokens, sleeping (outside the lock) until they are there.
 
-        Raises :class:`RateLimited` at once, without sleeping and without taking
+        Raises ``RateLimited`` at once, without sleeping and without taking
         anything, when the tokens cannot be had within ``timeout`` seconds.
         """
         self._acquire(n, timeout)

@@ -153,7 +153,7 @@ class RateLimitClientInterceptor(
 
     ``mode="wait"`` waits for a token, at most the call's own timeout (which
     then shrinks by the time waited); ``mode="fail"`` raises
-    :class:`RateLimited` at once. Internal-service calls are never limited.
+    ``RateLimited`` at once. Internal-service calls are never limited.
     The wait happens in the calling thread, also for ``.future()`` calls.
     """
 

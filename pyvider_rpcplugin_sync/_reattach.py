@@ -136,7 +136,7 @@ def parse_tf_reattach_providers(text: str | bytes) -> dict[str, ReattachConfig]:
 
 
 def format_tf_reattach_providers(configs: Mapping[str, ReattachConfig]) -> str:
-    """The inverse of :func:`parse_tf_reattach_providers`."""
+    """The inverse of ``parse_tf_reattach_providers``."""
     return json.dumps({name: config.to_dict() for name, config in configs.items()})
 
 

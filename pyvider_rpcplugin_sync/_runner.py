@@ -8,7 +8,7 @@ The only module that touches ``subprocess``. Threads per child, all daemons:
   plugin never blocks on a full pipe;
 - ``reaper``: waits for the child's exit with ``waitid(WNOWAIT)``, which does
   *not* reap it. The zombie keeps its pid (and so its process group id)
-  reserved until :meth:`Child.reap`, so signalling the group can never hit an
+  reserved until ``Child.reap``, so signalling the group can never hit an
   unrelated process that reused the number.
 """
 

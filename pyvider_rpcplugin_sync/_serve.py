@@ -46,14 +46,14 @@ def serve(
     """Serve ``registrars`` as a go-plugin plugin until the host shuts it down.
 
     ``registrars`` is ``register(server)`` or ``{version: register}``.
-    ``server_options`` go to :class:`PluginServer` (``max_workers``, ``tls``,
+    ``server_options`` go to ``PluginServer`` (``max_workers``, ``tls``,
     ``rate_limit``, ``rate_limit_per_method``, ``interceptors``, ``options``,
     ``max_message_size``, ...). Log records of ``host_loggers`` reach the host as
     hclog lines at ``log_level`` (default ``PLUGIN_LOG_LEVEL``, else info); an
     exception escaping an RPC handler or any thread is logged there at ERROR with
     its traceback, so the host shows it at ERROR. Raises an
-    :class:`RPCPluginError` when the plugin cannot start (wrong cookie, no
-    common version, socket problems); :func:`run_plugin` turns those into
+    ``RPCPluginError`` when the plugin cannot start (wrong cookie, no
+    common version, socket problems); ``run_plugin`` turns those into
     exit codes.
 
     ``debug=True`` starts without a host (no TLS) and prints the
@@ -128,7 +128,7 @@ def run_plugin(
     debug_name: str | None = None,
     **server_options: Any,
 ) -> int:
-    """:func:`serve` as a program: the exit code, errors as one clear message on stderr."""
+    """``serve`` as a program: the exit code, errors as one clear message on stderr."""
     try:
         _serve(
             registrars,

@@ -1,4 +1,4 @@
-"""The plugin side: :class:`PluginServer` (embeddable) and :func:`serve` (the process driver).
+"""The plugin side: ``PluginServer`` (embeddable) and ``serve`` (the process driver).
 
 Start-up order follows go-plugin's server.go (protocol.md §2.1): cookie,
 version, listener, services, then one handshake line on the real stdout.
@@ -102,7 +102,7 @@ class PluginServer:
         stop_grace: seconds in-flight RPCs get to finish when the server stops.
         tls: accept AutoMTLS when the host asks for it (``PLUGIN_CLIENT_CERT``).
         reflection: serve gRPC reflection for the registered services.
-        rate_limit: a :class:`TokenBucket` every application call takes a token from;
+        rate_limit: a ``TokenBucket`` every application call takes a token from;
             calls without one fail with ``RESOURCE_EXHAUSTED``. Default: from
             ``PLUGIN_RATE_LIMIT_*``, else none.
         rate_limit_per_method: ``{"/pkg.Service/Method": TokenBucket}``: those methods

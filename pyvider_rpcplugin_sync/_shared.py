@@ -1,6 +1,6 @@
 """SharedPlugin: one plugin per process, for web apps and other long-lived programs.
 
-Around :class:`PluginProcess`: started lazily on first use (never at import, so the
+Around ``PluginProcess``: started lazily on first use (never at import, so the
 master of ``gunicorn --preload`` starts nothing); shared by any number of threads;
 replaced by a fresh plugin in a forked child, whose parent's plugin is abandoned
 untouched (no grpc object crosses a fork); restarted on the next call when it died,
@@ -47,7 +47,7 @@ _START_WAIT_SLACK = 5.0
 
 
 class ProcessOptions(HostOptions, total=False):
-    """The :class:`PluginProcess` options that :class:`SharedPlugin` uses for each plugin."""
+    """The ``PluginProcess`` options that ``SharedPlugin`` uses for each plugin."""
 
     tls: bool
     env: Mapping[str, str] | None
@@ -307,8 +307,8 @@ class SharedPlugin:
     # --- close and fork ------------------------------------------------------------------
 
     def close(self, timeout: float | None = None) -> None:
-        """Shut this process's plugin down (see :meth:`PluginProcess.close`); later use
-        raises :class:`PluginClosed`. Idempotent, thread-safe; never touches a plugin
+        """Shut this process's plugin down (see ``PluginProcess.close``); later use
+        raises ``PluginClosed``. Idempotent, thread-safe; never touches a plugin
         that a parent process started."""
         with self._lock:
             if self._owner != os.getpid():

@@ -115,7 +115,7 @@ os.register_at_fork(after_in_child=_supervisor.forget)
 
 
 def watch_group(group: int) -> None:
-    """Stop process group ``group`` if this host dies before :func:`release_group`."""
+    """Stop process group ``group`` if this host dies before ``release_group``."""
     _supervisor.send(f"g+ {group}")
 
 
@@ -124,7 +124,7 @@ def release_group(group: int) -> None:
 
 
 def watch_directory(path: str) -> None:
-    """Remove ``path`` if this host dies before :func:`release_directory`."""
+    """Remove ``path`` if this host dies before ``release_directory``."""
     _supervisor.send(f"d+ {os.fsencode(path).hex()}")
 
 
@@ -133,7 +133,7 @@ def release_directory(path: str) -> None:
 
 
 def watch_socket(path: str) -> None:
-    """Remove the socket file ``path`` if this host dies before :func:`release_socket`."""
+    """Remove the socket file ``path`` if this host dies before ``release_socket``."""
     _supervisor.send(f"s+ {os.fsencode(path).hex()}")
 
 

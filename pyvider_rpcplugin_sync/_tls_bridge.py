@@ -6,9 +6,9 @@ Python's ``ssl`` (OpenSSL) and relays plaintext to or from grpcio over a private
 unix socket, with full mutual verification (see ``_tls.server_ssl_context`` and
 ``_tls.client_ssl_context``: each side trusts exactly the other's certificate).
 
-- :class:`BridgeServer` (plugin side) accepts TLS clients on the plugin's public
+- ``BridgeServer`` (plugin side) accepts TLS clients on the plugin's public
   listener and relays each connection to the grpcio server's private unix socket.
-- :class:`BridgeClient` (host side) listens on a private unix socket for the host's
+- ``BridgeClient`` (host side) listens on a private unix socket for the host's
   plaintext grpcio channel and relays each connection over TLS to the plugin.
 
 Each bridge is one event-loop thread (``selectors``, non-blocking sockets,
@@ -64,7 +64,7 @@ class BridgeServer(BridgeLoop):
 
     ``ssl_context`` comes from ``_tls.server_ssl_context(identity, host_cert)``: it must
     require a client certificate. The bridge owns ``listener`` (a bound socket; see
-    :func:`listen`) and closes it, removing its socket file if it is a unix socket.
+    ``listen``) and closes it, removing its socket file if it is a unix socket.
     """
 
     def __init__(
@@ -121,9 +121,9 @@ class BridgeClient(BridgeLoop):
     """Host side: plaintext on a private unix socket in ``socket_dir``, TLS to the plugin.
 
     ``ssl_context`` comes from ``_tls.client_ssl_context(identity, plugin_cert)``. Point
-    the host's grpcio channel (insecure credentials) at :attr:`target`. ``socket_dir``
+    the host's grpcio channel (insecure credentials) at ``target``. ``socket_dir``
     must be private (0700): whoever reaches the socket speaks to the plugin as the host.
-    The last failure to connect to or handshake with the plugin is in :attr:`last_error`.
+    The last failure to connect to or handshake with the plugin is in ``last_error``.
     """
 
     def __init__(

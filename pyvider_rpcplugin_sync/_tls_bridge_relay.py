@@ -2,8 +2,8 @@
 
 Runs only on its bridge's event-loop thread (``_tls_bridge.py``): the SSLObject and
 both sockets are never touched from two threads. Sockets are non-blocking; TLS runs
-over ``ssl.MemoryBIO`` pairs. Data moves in chunks of up to :data:`CHUNK` bytes; a
-side is read only while the opposite side has less than :data:`HIGH_WATER` bytes
+over ``ssl.MemoryBIO`` pairs. Data moves in chunks of up to ``CHUNK`` bytes; a
+side is read only while the opposite side has less than ``HIGH_WATER`` bytes
 waiting, and EVENT_WRITE is watched only while output is pending.
 
 Closing: EOF (or close_notify) from the TLS peer shuts down the plaintext socket for

@@ -1,11 +1,11 @@
 """pytest fixtures for plugin and host tests, loaded by pytest through the
-``pytest11`` entry point once the library is installed (see :mod:`.testing`).
+``pytest11`` entry point once the library is installed (see ``.testing``).
 
 - ``rpcplugin_server(registrars, *, stub=None, tls=False, ...)``: serves a plugin's
-  registrars in this process and returns an :class:`~.testing.InProcessPlugin`
+  registrars in this process and returns an ``.testing.InProcessPlugin``
   with ``.stub`` and ``.channel`` on a real channel; closed after the test.
 - ``rpcplugin_process(cmd, **PluginProcess options)``: a started
-  :class:`PluginProcess`, closed after the test; the test fails when a process of
+  ``PluginProcess``, closed after the test; the test fails when a process of
   the plugin outlives that close.
 """
 

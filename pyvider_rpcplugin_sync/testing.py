@@ -4,10 +4,10 @@ With the library installed, pytest loads its plugin (``pytest11`` entry point)
 and two fixtures are there without any import:
 
 - ``rpcplugin_server``: ``rpcplugin_server(register, stub=KVStub)`` serves a
-  registrar in this process, as :func:`serve_in_process` does, and closes it
+  registrar in this process, as ``serve_in_process`` does, and closes it
   after the test;
 - ``rpcplugin_process``: ``rpcplugin_process(cmd, **options)`` starts a
-  :class:`PluginProcess`, closes it after the test, and fails the test when the
+  ``PluginProcess``, closes it after the test, and fails the test when the
   plugin, or any process of its process group, outlives the close.
 
 The same helpers work without pytest::
@@ -60,9 +60,9 @@ _LEAK_POLL = 0.05
 
 
 class InProcessPlugin:
-    """A plugin's registrars served by a :class:`PluginServer` in this process, and a
+    """A plugin's registrars served by a ``PluginServer`` in this process, and a
     host-side channel to it: the real handshake, socket, internal services and (with
-    ``tls``) AutoMTLS, without a subprocess. Made by :func:`serve_in_process`."""
+    ``tls``) AutoMTLS, without a subprocess. Made by ``serve_in_process``."""
 
     def __init__(
         self,
@@ -72,7 +72,7 @@ class InProcessPlugin:
         stub: Any,
         cleanup: Callable[[], None],
     ) -> None:
-        #: The :class:`PluginServer`, started.
+        #: The ``PluginServer``, started.
         self.server = server
         #: The grpc channel to the server (thread-safe; interceptors applied).
         self.channel = channel
@@ -86,7 +86,7 @@ class InProcessPlugin:
 
     @property
     def stub(self) -> Any:
-        """The stub made from ``stub=`` on :attr:`channel`."""
+        """The stub made from ``stub=`` on ``channel``."""
         if self._stub is None:
             raise AttributeError("no stub class was given: pass stub=, or use make_stub()")
         return self._stub
@@ -96,7 +96,7 @@ class InProcessPlugin:
         return stub_class(self.channel)
 
     def ping(self, timeout: float = DEFAULT_PING_TIMEOUT) -> bool:
-        """Health check of service "plugin", as :meth:`PluginProcess.ping`."""
+        """Health check of service "plugin", as ``PluginProcess.ping``."""
         return check_serving(health_check(self._raw_channel, timeout))
 
     def close(self) -> None:
@@ -132,13 +132,13 @@ def serve_in_process(
 ) -> InProcessPlugin:
     """Serve ``registrars`` in this process and connect to them as a host would.
 
-    A real :class:`PluginServer` (internal services included) on a real socket in a
+    A real ``PluginServer`` (internal services included) on a real socket in a
     private directory, given the environment a host would give it; with ``tls`` the
     whole AutoMTLS exchange runs (both sides verify). ``stub``, ``interceptors`` and
-    ``max_message_size`` are as in :class:`PluginProcess` (``max_message_size`` applies
+    ``max_message_size`` are as in ``PluginProcess`` (``max_message_size`` applies
     to the server too); ``server_interceptors`` and ``server_options`` (``max_workers``,
     ``rate_limit``, ``rate_limit_per_method``, ``reflection``, ...) go to
-    :class:`PluginServer`. ``tls`` is off by default, as in go-plugin's
+    ``PluginServer``. ``tls`` is off by default, as in go-plugin's
     ``TestPluginGRPCConn``. Close the result, or use it as a context manager.
     """
     handshake = handshake or HandshakeConfig()
@@ -179,7 +179,7 @@ def serve_in_process(
 
 
 class _Held:
-    """What an in-process plugin holds, released by :meth:`close` in reverse order."""
+    """What an in-process plugin holds, released by ``close`` in reverse order."""
 
     def __init__(self, socket_dir: str | None) -> None:
         self.socket_dir = socket_dir
@@ -190,7 +190,7 @@ class _Held:
     def connect(
         self, line: HandshakeLine, identity: Identity | None, max_size: int, timeout: float
     ) -> grpc.Channel:
-        """The host's route and channel to the server, as :class:`PluginProcess` makes them."""
+        """The host's route and channel to the server, as ``PluginProcess`` makes them."""
         route = route_to(line, identity, self.socket_dir)
         self.bridge = route.bridge
         options = channel_options(max_size, ())
@@ -210,7 +210,7 @@ class _Held:
 
 
 class PluginProcessFactory:
-    """Makes :class:`PluginProcess` es, and closes them all in :meth:`close_all`,
+    """Makes ``PluginProcess`` es, and closes them all in ``close_all``,
     which reports the processes that outlived their close (the ``rpcplugin_process``
     fixture fails the test with that report)."""
 

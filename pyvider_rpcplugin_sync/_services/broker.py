@@ -1,7 +1,7 @@
 """plugin.GRPCBroker/StartStream: the connection-info stream of a session (protocol.md §4.3).
 
 The host opens the stream right after connecting; connection info then flows
-both ways. What the peer sends is parked in the :class:`~.._broker.Broker`;
+both ways. What the peer sends is parked in the ``.._broker.Broker``;
 what this side announces is streamed out. As in go-plugin, a plugin's broker
 is single-use: when the host ends the stream, the plugin's broker closes.
 """
@@ -78,7 +78,7 @@ def broker_handler(broker: Broker) -> grpc.GenericRpcHandler:
 
 
 class BrokerStream:
-    """The host's ``StartStream`` call, held open until :meth:`close`; errors are ignored."""
+    """The host's ``StartStream`` call, held open until ``close``; errors are ignored."""
 
     def __init__(self, channel: grpc.Channel, broker: Broker) -> None:
         self._broker = broker

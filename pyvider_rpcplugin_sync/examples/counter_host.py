@@ -2,7 +2,7 @@
 
 For every ``put`` the host serves an ``AddHelper`` on a fresh broker id, passes
 the id in the request, and the plugin calls ``Sum`` on it. Works with the
-bundled :mod:`counter_plugin` and with go-plugin's own Go counter plugin.
+bundled ``counter_plugin`` and with go-plugin's own Go counter plugin.
 ``python -m pyvider_rpcplugin_sync counter [-- CMD...] put KEY N | get KEY ...``
 runs these functions.
 """

@@ -1,4 +1,4 @@
-"""A Flask app whose endpoints use the KV example plugin through a :class:`SharedPlugin`.
+"""A Flask app whose endpoints use the KV example plugin through a ``SharedPlugin``.
 
 The plugin starts at the first request that needs it, in the process that serves
 it (each gunicorn worker gets its own), never at import::
@@ -7,7 +7,7 @@ it (each gunicorn worker gets its own), never at import::
 
 - ``PUT /kv/<key>`` stores the request body; ``GET /kv/<key>`` returns
   ``{"key": ..., "value": ...}`` (404 for a missing key);
-- ``GET /health`` is the plugin's :meth:`SharedPlugin.health` (503 unless it serves);
+- ``GET /health`` is the plugin's ``SharedPlugin.health`` (503 unless it serves);
 - when the plugin is unavailable (starting failed, it died, it is restarting)
   the answer is a 503 with a JSON body and ``Retry-After: 1``.
 """

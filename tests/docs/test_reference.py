@@ -70,3 +70,18 @@ def test_every_error_is_in_the_errors_reference() -> None:
 @pytest.mark.parametrize("page", sorted(DOCS.rglob("*.md")), ids=lambda p: p.name)
 def test_pages_stay_short(page: Path) -> None:
     assert len(page.read_text().splitlines()) < 500, "split the page"
+
+
+SPHINX_ROLE = re.compile(r":(?:class|meth|func|attr|data|exc|mod|obj):`")
+
+
+def test_docstrings_use_markdown_not_sphinx_roles() -> None:
+    # mkdocstrings renders docstrings as Markdown: a Sphinx role shows up as raw text.
+    source = Path(package.__file__).parent
+    offenders = [
+        f"{path.relative_to(source)}:{number}"
+        for path in sorted(source.rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if SPHINX_ROLE.search(line)
+    ]
+    assert offenders == []

@@ -1,8 +1,8 @@
-"""Views of the example Django project: the KV plugin behind a :class:`SharedPlugin`.
+"""Views of the example Django project: the KV plugin behind a ``SharedPlugin``.
 
 - ``PUT /kv/<key>`` stores the request body; ``GET /kv/<key>`` returns
   ``{"key": ..., "value": ...}`` (404 for a missing key);
-- ``GET /health`` is the plugin's :meth:`SharedPlugin.health` (503 unless it serves);
+- ``GET /health`` is the plugin's ``SharedPlugin.health`` (503 unless it serves);
 - when the plugin is unavailable the answer is a 503 with a JSON body and
   ``Retry-After: 1``.
 """
