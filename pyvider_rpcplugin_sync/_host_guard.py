@@ -2,7 +2,7 @@
 
 Stubs keep the multicallables of the channel they were built on. After ``close()``
 grpc's closed channel raises a bare ``ValueError``, and a call racing the plugin's
-death gets ``UNAVAILABLE`` before the reaper has noticed. :class:`GuardedChannel`
+death gets ``UNAVAILABLE`` before the reaper has noticed. ``GuardedChannel``
 wraps each multicallable in one thin call frame whose ``try`` costs nothing
 until something fails; only then is the host asked what the failure means
 (``benchmarks/bench_unary.py`` measures the frame against raw grpcio). This is
@@ -18,11 +18,14 @@ would cost a frame on every message.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ._errors import PluginClosed
+from ._errors import PluginClosed, RPCPluginError
+
+if TYPE_CHECKING:
+    from ._runner import Child
 
 # Given the exception of a failed call: the PluginClosed it means, or None (not ours).
 Translate = Callable[[BaseException], PluginClosed | None]
@@ -39,6 +42,36 @@ def may_mean_closed(exc: BaseException) -> bool:
         code = getattr(exc, "code", None)
         return callable(code) and code() in _CUT_CODES
     return isinstance(exc, ValueError) and any(word in str(exc) for word in _CLOSED_WORDS)
+
+
+def unusable_error(
+    what: str, *, child: Child | None, abandoned: bool, dead: bool, running: bool, closed: bool
+) -> RPCPluginError:
+    """Why ``what`` (stub, channel, broker, ...) cannot be used now, as the error to raise."""
+    if abandoned:  # first: after a fork, the stderr tail's lock may be held
+        return PluginClosed(
+            "this plugin belongs to the process that started it (abandoned after fork)",
+            hint="start a new PluginProcess in this process",
+        )
+    code, tail = (child.returncode, child.stderr_tail()) if child else (None, "")
+    if dead and running:
+        return PluginClosed(
+            "the plugin has exited",
+            returncode=code,
+            stderr_tail=tail,
+            hint="it crashed or was killed; start a new PluginProcess",
+        )
+    if closed:
+        return PluginClosed("the plugin is closed", returncode=code)
+    if not running:
+        return RPCPluginError(
+            "the plugin is not started",
+            hint="use 'with PluginProcess(...) as plugin:' or start()",
+        )
+    return RPCPluginError(
+        "no stub class was given",
+        hint=f"pass stub=YourStub, or use make_stub(YourStub) ({what})",
+    )
 
 
 class GuardedChannel(grpc.Channel):  # type: ignore[misc]

@@ -1,8 +1,8 @@
 """PluginProcess: the host driver (protocol.md §2, §3.5, §4.1, §5).
 
-Spawn (``_runner``), read and validate the handshake line (``_handshake``),
-AutoMTLS (``_tls``), connect a plain sync ``grpc.Channel``, keep the broker
-and stdio streams open (``_host_stdio``), hand out stubs; close with
+The start sequence is in ``_host_start`` (spawn, handshake line, AutoMTLS,
+channel, broker and stdio streams); this class keeps the state, hands out
+stubs behind ``_host_guard``'s closed-plugin translation, and closes with
 ``Shutdown`` -> grace -> SIGTERM -> SIGKILL -> reap -> remove the socket dir.
 Nothing sits between ``plugin.stub`` and the channel unless ``rate_limit`` asks.
 """
@@ -27,18 +27,14 @@ from ._constants import (
     DEFAULT_START_TIMEOUT,
     NETWORK_TCP,
     NETWORK_UNIX,
-    PIPE_EOF_GRACE,
     PROTOCOL_GRPC,
     READER_JOIN_TIMEOUT,
-    REATTACH_POLL_INTERVAL,
 )
 from ._errors import (
     PluginClosed,
-    PluginStartError,
     RPCPluginError,
 )
-from ._handshake import HandshakeConfig, HandshakeLine, parse_handshake
-from ._handshake import validate_handshake as _validate
+from ._handshake import HandshakeConfig, HandshakeLine
 from ._host_channel import (
     HostResources,
     Route,
@@ -46,19 +42,12 @@ from ._host_channel import (
     connect_failure,
     health_check,
     intercepted,
-    open_channel,
-    route_to,
     target_of,
-    wait_connected,
 )
 from ._host_env import (
     command_argv,
-    make_socket_dir,
-    plugin_environment,
-    resolve_executable,
-    verify_checksum,
 )
-from ._host_guard import GuardedChannel, Translate
+from ._host_guard import GuardedChannel, Translate, unusable_error
 from ._host_options import (
     ABANDONED,
     ClientInterceptor,
@@ -67,17 +56,16 @@ from ._host_options import (
     channel_options_of,
     notify_exit,
 )
-from ._host_stdio import StderrLog, StdioSink, StdioStream, plugin_logger_name
+from ._host_start import LaunchSpec, launch, open_session, watch_reattached
+from ._host_stdio import StderrLog, StdioSink, plugin_logger_name
 from ._platform import began_to_exit
 from ._reattach import ReattachConfig, reattach_version
-from ._runner import Child, PidWatch, Stdin, pid_alive
-from ._supervisor import watch_directory
+from ._runner import Stdin
 
 if TYPE_CHECKING:
     from ._broker import Broker
     from ._broker_net import SessionSecurity
     from ._ratelimit import TokenBucket
-    from ._tls import Identity
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
@@ -104,12 +92,13 @@ class PluginProcess:
         shutdown_grace: seconds a plugin gets to exit after ``Shutdown`` on close.
         connect_timeout: seconds to wait for the first connection to the plugin.
         transport: ``"unix"`` or ``"tcp"``, asked of the plugin via ``PLUGIN_TRANSPORT``.
-        checksum: ``"sha256:HEX"`` (or bare hex) the executable must match.
+        checksum: the SHA-256 digest (64 hex digits) the program file must have; checked
+            before it runs.
         checksum_file: the file to checksum, when ``cmd[0]`` is an interpreter.
         logger: where the plugin's stderr log lines go; default
             ``pyvider_rpcplugin_sync.plugin.<name>``.
-        rate_limit: a :class:`TokenBucket` every application call takes a token from.
-        rate_limit_mode: ``"wait"`` for a token, or ``"fail"`` with :class:`RateLimited`.
+        rate_limit: a ``TokenBucket`` every application call takes a token from.
+        rate_limit_mode: ``"wait"`` for a token, or ``"fail"`` with ``RateLimited``.
         stdin: the plugin's stdin (default ``/dev/null``).
         stdio_stdout: receives the bytes the plugin writes to its stdout (``StreamStdio``).
         stdio_stderr: receives the bytes the plugin writes to ``sys.stderr`` (``StreamStdio``).
@@ -122,11 +111,11 @@ class PluginProcess:
             message size keys given here replace ``max_message_size``.
         max_message_size: the largest message, in bytes, sent or received; default
             ``DEFAULT_MAX_MESSAGE_SIZE`` (2**31 - 1, as go-plugin's host), the same default
-            as :class:`PluginServer`.
+            as ``PluginServer``.
         on_exit: ``on_exit(returncode)``, called once from a library thread when the
-            plugin process exits for any reason (crash, kill, :meth:`close`, failed start)
+            plugin process exits for any reason (crash, kill, ``close``, failed start)
             with its exit code (negative: killed by that signal; -1 for a reattached
-            plugin, whose code cannot be known). :meth:`close` returns after it ran.
+            plugin, whose code cannot be known). ``close`` returns after it ran.
             Exceptions it raises are logged.
     """
 
@@ -175,15 +164,18 @@ class PluginProcess:
             on_exit=on_exit,
         )
         self._setup(options, plugin_logger_name(self._argv))
-        self._tls = tls
-        # The host's environment is read now (when the object is built), then inherited.
-        self._environ = {**os.environ, **(env or {})}
-        self._cwd = os.fspath(cwd) if cwd is not None else None
-        self._start_timeout = start_timeout
-        self._transport = transport
-        self._checksum = checksum
-        self._checksum_file = os.fspath(checksum_file) if checksum_file is not None else None
-        self._stdin = stdin
+        self._spec: LaunchSpec | None = LaunchSpec(
+            argv=self._argv,
+            # The host's environment is read now (when the object is built), then inherited.
+            environ={**os.environ, **(env or {})},
+            cwd=os.fspath(cwd) if cwd is not None else None,
+            stdin=stdin,
+            tls=tls,
+            transport=transport,
+            checksum=checksum,
+            checksum_file=os.fspath(checksum_file) if checksum_file is not None else None,
+            start_timeout=start_timeout,
+        )
 
     @classmethod
     def reattach(
@@ -202,7 +194,7 @@ class PluginProcess:
         the process: this host did not start it.
         """
         self = cls.__new__(cls)
-        self._argv = []
+        self._argv, self._spec = [], None  # nothing to spawn
         self._setup(options, f"pyvider_rpcplugin_sync.plugin.reattached_{config.pid or 0}")
         self._reattach, self._credentials_given = config, credentials
         return self
@@ -259,30 +251,13 @@ class PluginProcess:
         return stub_class(self.channel)
 
     def _unusable(self, what: str) -> RPCPluginError:
-        if self._abandoned:  # first: after a fork, the stderr tail's lock may be held
-            return PluginClosed(
-                "this plugin belongs to the process that started it (abandoned after fork)",
-                hint="start a new PluginProcess in this process",
-            )
-        child = self._res.child
-        code, tail = (child.returncode, child.stderr_tail()) if child else (None, "")
-        if self._dead and self._state == _RUNNING:
-            return PluginClosed(
-                "the plugin has exited",
-                returncode=code,
-                stderr_tail=tail,
-                hint="it crashed or was killed; start a new PluginProcess",
-            )
-        if self._state == _CLOSED:
-            return PluginClosed("the plugin is closed", returncode=code)
-        if self._state != _RUNNING:
-            return RPCPluginError(
-                "the plugin is not started",
-                hint="use 'with PluginProcess(...) as plugin:' or start()",
-            )
-        return RPCPluginError(
-            "no stub class was given",
-            hint=f"pass stub=YourStub, or use make_stub(YourStub) ({what})",
+        return unusable_error(
+            what,
+            child=self._res.child,
+            abandoned=self._abandoned,
+            dead=self._dead,
+            running=self._state == _RUNNING,
+            closed=self._state == _CLOSED,
         )
 
     # --- start -------------------------------------------------------------------------
@@ -297,10 +272,10 @@ class PluginProcess:
                 )
             self._state = _STARTING
             try:
-                if self._reattach is None:
-                    self._spawn()
-                else:
+                if self._reattach is not None:
                     self._attach(self._reattach)
+                elif self._spec is not None:
+                    self._spawn(self._spec)
             except BaseException:
                 self._state = _CLOSED
                 self._finalizer()
@@ -315,64 +290,23 @@ class PluginProcess:
         )
         return self
 
-    def _spawn(self) -> None:
-        if self._checksum is not None:
-            path = self._checksum_file or resolve_executable(
-                self._argv[0], self._environ, self._cwd
-            )
-            verify_checksum(path, self._checksum)
-        identity: Identity | None = None
-        if self._tls:
-            from ._tls import generate_identity
-
-            identity = generate_identity()
-        socket_dir = self._res.socket_dir = make_socket_dir(self._transport)
-        if socket_dir is not None:
-            watch_directory(socket_dir)  # removed by the supervisor if this host dies
-        env = plugin_environment(
-            self._environ,
+    def _spawn(self, spec: LaunchSpec) -> None:
+        launched = launch(
+            spec,
             self._handshake,
-            client_cert_pem=identity.cert_pem.decode("ascii") if identity else None,
-            socket_dir=socket_dir,
-            transport=self._transport,
-        )
-        child = self._res.child = Child(
-            self._argv,
-            env=env,
-            cwd=self._cwd,
-            stdin=self._stdin,
-            on_stderr_line=self._stderr_log,
+            self._res,
+            stderr_log=self._stderr_log,
             on_exit=self._exit_callback(),
             name=self._short_name,
         )
-        line = parse_handshake(child.read_handshake(self._start_timeout))
-        self._res.adopt_socket(line)
-        self.negotiated_version = _validate(line, self._handshake.protocol_versions)
-        self.handshake_line = line
-        route = route_to(line, identity, socket_dir)
-        if identity is not None:
-            from ._broker_net import SessionSecurity
-            from ._tls import peer_certificate_from_field
-
-            plugin_cert = peer_certificate_from_field(line.server_cert)
-            self._security = SessionSecurity(identity, plugin_cert)
-        self._res.bridge = route.bridge
-        self._connect(line.network, line.address, route)
+        self.negotiated_version, self.handshake_line = launched.version, launched.line
+        self._security = launched.security
+        self._connect(launched.line.network, launched.line.address, launched.route)
 
     def _attach(self, config: ReattachConfig) -> None:
         self.negotiated_version = reattach_version(config, self._handshake.protocol_versions)
-        pid = config.pid
-        if pid and pid != os.getpid():
-            if not pid_alive(pid):
-                raise PluginStartError(
-                    f"reattach: plugin process {pid} not found",
-                    hint="the plugin has exited; start it again",
-                )
-            self._res.watch = PidWatch(
-                pid, self._exit_callback(), REATTACH_POLL_INTERVAL, name="reattached"
-            )
-        target = target_of(config.network, config.address)
-        self._connect(config.network, config.address, Route(target, self._credentials_given))
+        route = watch_reattached(config, self._res, self._exit_callback(), self._credentials_given)
+        self._connect(config.network, config.address, route)
 
     def _exit_callback(self) -> Callable[[int], None]:
         ref = weakref.ref(self)  # the watcher threads must not keep the host alive
@@ -398,28 +332,19 @@ class PluginProcess:
 
     def _connect(self, network: str, address: str, route: Route) -> None:
         self.network, self.address = network, address
-        channel = self._res.channel = open_channel(
-            route.target, route.credentials, self._channel_options
-        )
-        try:
-            wait_connected(channel, self._connect_timeout, target_of(network, address), route)
-        except RPCPluginError:
-            child = self._res.child
-            if child is not None and child.exited.wait(PIPE_EOF_GRACE):
-                raise PluginStartError(
-                    "plugin exited before we could connect",
-                    returncode=child.returncode,
-                    stderr_tail=child.stderr_tail(),
-                ) from None
-            raise
-        from ._services.broker import open_host_broker
-
-        environ = getattr(self, "_environ", None) or {}  # reattached hosts have none
-        self._res.broker = open_host_broker(
-            channel, network, self._res.socket_dir, environ, self._security
-        )
-        self._res.stdio = StdioStream(
-            channel, self.logger, *self._stdio, name=self._short_name, stderr_log=self._stderr_log
+        channel = open_session(
+            self._res,
+            network,
+            address,
+            route,
+            channel_options=self._channel_options,
+            connect_timeout=self._connect_timeout,
+            environ=self._spec.environ if self._spec is not None else {},
+            security=self._security,
+            logger=self.logger,
+            stdio=self._stdio,
+            stderr_log=self._stderr_log,
+            name=self._short_name,
         )
         shared = channel
         if self._interceptors:
@@ -547,8 +472,8 @@ class PluginProcess:
         plugin still belongs to the parent. ``abandon()`` (in the child) drops it: no
         ``Shutdown``, no signal, no channel close, no socket removal; the objects are
         kept referenced so that no finalizer runs in the child either. Later use raises
-        :class:`PluginClosed`. Takes no lock (a lock may have been held across the fork).
-        :class:`SharedPlugin` does this by itself after ``os.fork()``.
+        ``PluginClosed``. Takes no lock (a lock may have been held across the fork).
+        ``SharedPlugin`` does this by itself after ``os.fork()``.
         """
         self._abandoned = True
         self._state, self._dead = _CLOSED, True

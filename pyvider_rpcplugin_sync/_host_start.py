@@ -1,0 +1,163 @@
+"""A host's start sequence, apart from PluginProcess's state (protocol.md §2, §3.5, §4.1).
+
+``launch``: checksum, AutoMTLS identity, private socket directory, spawn,
+read and validate the handshake line, choose the route (direct or TLS bridge).
+``watch_reattached``: watch the process of a plugin started elsewhere.
+``open_session``: connect the channel, then open the broker and stdio
+streams a go-plugin host keeps for the plugin's lifetime. Each records what
+they create in ``HostResources``, so that a failure half-way is cleaned up
+by its ``release()``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+
+from ._constants import PIPE_EOF_GRACE, REATTACH_POLL_INTERVAL
+from ._errors import PluginStartError, RPCPluginError
+from ._handshake import HandshakeConfig, HandshakeLine, parse_handshake, validate_handshake
+from ._host_channel import HostResources, Route, open_channel, route_to, target_of, wait_connected
+from ._host_env import make_socket_dir, plugin_environment, resolve_executable, verify_checksum
+from ._host_stdio import StderrLog, StdioSink, StdioStream
+from ._runner import Child, PidWatch, Stdin, pid_alive
+from ._supervisor import watch_directory
+
+if TYPE_CHECKING:
+    from ._broker_net import SessionSecurity
+    from ._reattach import ReattachConfig
+    from ._tls import Identity
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """How to start the plugin process: PluginProcess's spawn options, read once."""
+
+    argv: list[str]
+    environ: dict[str, str]  # the host's environment plus ``env=``, taken at construction
+    cwd: str | None
+    stdin: Stdin
+    tls: bool
+    transport: str | None
+    checksum: str | None
+    checksum_file: str | None
+    start_timeout: float
+
+
+@dataclass(frozen=True)
+class Launched:
+    """A plugin that printed a valid handshake line, not yet connected."""
+
+    line: HandshakeLine
+    version: int
+    route: Route
+    security: SessionSecurity | None  # the session's identities, for brokered connections
+
+
+def launch(
+    spec: LaunchSpec,
+    handshake: HandshakeConfig,
+    res: HostResources,
+    *,
+    stderr_log: StderrLog,
+    on_exit: Callable[[int], None],
+    name: str,
+) -> Launched:
+    """Spawn the plugin and read its handshake line; raise a typed error on failure."""
+    if spec.checksum is not None:
+        path = spec.checksum_file or resolve_executable(spec.argv[0], spec.environ, spec.cwd)
+        verify_checksum(path, spec.checksum)
+    identity: Identity | None = None
+    if spec.tls:
+        from ._tls import generate_identity
+
+        identity = generate_identity()
+    socket_dir = res.socket_dir = make_socket_dir(spec.transport)
+    if socket_dir is not None:
+        watch_directory(socket_dir)  # removed by the supervisor if this host dies
+    env = plugin_environment(
+        spec.environ,
+        handshake,
+        client_cert_pem=identity.cert_pem.decode("ascii") if identity else None,
+        socket_dir=socket_dir,
+        transport=spec.transport,
+    )
+    child = res.child = Child(
+        spec.argv,
+        env=env,
+        cwd=spec.cwd,
+        stdin=spec.stdin,
+        on_stderr_line=stderr_log,
+        on_exit=on_exit,
+        name=name,
+    )
+    line = parse_handshake(child.read_handshake(spec.start_timeout))
+    res.adopt_socket(line)
+    version = validate_handshake(line, handshake.protocol_versions)
+    route = route_to(line, identity, socket_dir)
+    res.bridge = route.bridge
+    security = None
+    if identity is not None:
+        from ._broker_net import SessionSecurity
+        from ._tls import peer_certificate_from_field
+
+        security = SessionSecurity(identity, peer_certificate_from_field(line.server_cert))
+    return Launched(line, version, route, security)
+
+
+def watch_reattached(
+    config: ReattachConfig,
+    res: HostResources,
+    on_exit: Callable[[int], None],
+    credentials: grpc.ChannelCredentials | None,
+) -> Route:
+    """Watch a reattached plugin's process (when it is not this one); the route to it."""
+    pid = config.pid
+    if pid and pid != os.getpid():
+        if not pid_alive(pid):
+            raise PluginStartError(
+                f"reattach: plugin process {pid} not found",
+                hint="the plugin has exited; start it again",
+            )
+        res.watch = PidWatch(pid, on_exit, REATTACH_POLL_INTERVAL, name="reattached")
+    return Route(target_of(config.network, config.address), credentials)
+
+
+def open_session(
+    res: HostResources,
+    network: str,
+    address: str,
+    route: Route,
+    *,
+    channel_options: Sequence[tuple[str, Any]],
+    connect_timeout: float,
+    environ: Mapping[str, str],
+    security: SessionSecurity | None,
+    logger: logging.Logger,
+    stdio: tuple[StdioSink | None, StdioSink | None],
+    stderr_log: StderrLog,
+    name: str,
+) -> grpc.Channel:
+    """Connect to the plugin, open its broker and stdio streams; the raw channel."""
+    channel = res.channel = open_channel(route.target, route.credentials, channel_options)
+    try:
+        wait_connected(channel, connect_timeout, target_of(network, address), route)
+    except RPCPluginError:
+        child = res.child
+        if child is not None and child.exited.wait(PIPE_EOF_GRACE):
+            raise PluginStartError(
+                "plugin exited before we could connect",
+                returncode=child.returncode,
+                stderr_tail=child.stderr_tail(),
+            ) from None
+        raise
+    from ._services.broker import open_host_broker
+
+    res.broker = open_host_broker(channel, network, res.socket_dir, environ, security)
+    res.stdio = StdioStream(channel, logger, *stdio, name=name, stderr_log=stderr_log)
+    return channel
