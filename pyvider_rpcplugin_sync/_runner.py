@@ -68,6 +68,7 @@ class Child:
         self._on_exit = on_exit
         self._tail: collections.deque[str] = collections.deque(maxlen=STDERR_TAIL_LINES)
         self._tail_lock = threading.Lock()
+        self._stderr_done = threading.Event()  # the stderr pipe reached EOF
         self.exited = threading.Event()
         self._exit_status: int | None = None
         self._reaped = False
@@ -120,15 +121,18 @@ class Child:
     def _read_stderr(self) -> None:
         stream = self._proc.stderr
         assert stream is not None
-        with contextlib.suppress(OSError, ValueError):
-            while chunk := stream.readline(STDERR_LINE_LIMIT):
-                line = chunk.decode("utf-8", "replace").rstrip("\r\n")
-                with self._tail_lock:
-                    self._tail.append(line)
-                try:
-                    self._on_stderr_line(line)
-                except Exception:
-                    logger.debug("plugin stderr handler failed", exc_info=True)
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                while chunk := stream.readline(STDERR_LINE_LIMIT):
+                    line = chunk.decode("utf-8", "replace").rstrip("\r\n")
+                    with self._tail_lock:
+                        self._tail.append(line)
+                    try:
+                        self._on_stderr_line(line)
+                    except Exception:
+                        logger.debug("plugin stderr handler failed", exc_info=True)
+        finally:
+            self._stderr_done.set()
 
     def _watch_exit(self) -> None:
         status: int | None = None
@@ -217,8 +221,10 @@ class Child:
             hint = "raise start_timeout, or check that the plugin prints its handshake line"
         else:
             # The child closed stdout: usually it is exiting. Let it finish so the
-            # exit code and the last stderr lines are known.
-            self.exited.wait(PIPE_EOF_GRACE)
+            # exit code and the last stderr lines are known: its exit can be seen
+            # before the stderr reader has read what it wrote last.
+            if self.exited.wait(PIPE_EOF_GRACE):
+                self._stderr_done.wait(PIPE_EOF_GRACE)
             message = "plugin exited before printing its handshake line"
             hint = (
                 "see the plugin's stderr below; was it started with the right command?"

@@ -79,3 +79,14 @@ def test_an_app_stderr_sink_gets_the_raw_stream_and_the_log_one_copy(
         echo(plugin, b"stderr:sink-line")
     assert b"".join(received) == b"sink-line\n"
     assert plugin_records.messages().count("sink-line") == 1
+
+
+def test_a_failed_start_reports_the_stderr_written_after_the_exit() -> None:
+    # A wrapper script exits while its child still writes the reason to the shared stderr:
+    # the error (its hint and its stderr_tail) waits, briefly, for the end of that pipe.
+    wrapper = "(exec >/dev/null; sleep 0.2; echo the-real-reason >&2) & exit 3"
+    with pytest.raises(PluginStartError) as caught:
+        PluginProcess(["sh", "-c", wrapper], start_timeout=20).start()
+    assert caught.value.returncode == 3
+    assert caught.value.hint is not None and "stderr below" in caught.value.hint
+    assert caught.value.stderr_tail == "the-real-reason"
