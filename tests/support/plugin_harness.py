@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import selectors
+import shutil
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import grpc
 
+from pyvider_rpcplugin_sync._constants import SOCKET_DIR_PREFIX
 from pyvider_rpcplugin_sync._handshake import HandshakeLine, parse_handshake
 
 REPO = Path(__file__).resolve().parents[2]
@@ -124,6 +126,14 @@ def _drain(stream: object, sink: OutputBuffer | None) -> None:
             sink.append(chunk)
 
 
+def _remove_own_socket_dir(line: HandshakeLine) -> None:
+    # Killed like a plugin whose host died, a plugin that made its own socket
+    # directory (no PLUGIN_UNIX_SOCKET_DIR) cannot remove it: the harness, its host, does.
+    directory = os.path.dirname(line.address)
+    if line.network == "unix" and os.path.basename(directory).startswith(SOCKET_DIR_PREFIX):
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @contextmanager
 def started(
     cmd: Sequence[str], env: Mapping[str, str], timeout: float = 20
@@ -139,6 +149,7 @@ def started(
     stderr_buffer = OutputBuffer()
     err_thread = threading.Thread(target=_drain, args=(proc.stderr, stderr_buffer), daemon=True)
     err_thread.start()
+    plugin: StartedPlugin | None = None
     try:
         raw = read_first_line(proc, timeout)
         first = raw.partition(b"\n")[0]
@@ -151,6 +162,8 @@ def started(
             proc.kill()
         proc.wait(timeout=10)
         err_thread.join(timeout=5)
+        if plugin is not None:
+            _remove_own_socket_dir(plugin.line)
         for stream in (proc.stdout, proc.stderr):
             if stream is not None:
                 stream.close()
