@@ -83,7 +83,7 @@ def our_plugin(transport: str, tls: bool, **options: Any) -> Any:
 def raw_channel(
     network: str, address: str, credentials: grpc.ChannelCredentials | None = None
 ) -> grpc.Channel:
-    """A hand-written channel with the library host's options (open_channel in _host_channel)."""
+    """A hand-written channel with the library host's options (open_channel in _host/channel.py)."""
     target = f"unix:{address}" if network == "unix" else address
     if credentials is None:
         return grpc.insecure_channel(target, options=UNLIMITED_MESSAGE_OPTIONS)
@@ -120,7 +120,7 @@ class RawServer:
         env = clean_environ()
         identity = None
         if self.tls:
-            from pyvider_rpcplugin_sync._tls import generate_identity
+            from pyvider_rpcplugin_sync._tls.certs import generate_identity
 
             identity = generate_identity()
             env["RAW_CLIENT_CERT"] = identity.cert_pem.decode("ascii")

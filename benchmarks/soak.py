@@ -185,7 +185,8 @@ def _ppid(pid: str) -> int:
 
 def _is_supervisor(pid: str) -> bool:
     try:
-        return b"_supervisor_main.py" in Path(f"/proc/{pid}/cmdline").read_bytes()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        return b"pyvider_rpcplugin_sync/_host/supervisor_main.py" in cmdline
     except OSError:
         return False
 

@@ -27,30 +27,30 @@ from ._errors import (
 )
 
 if TYPE_CHECKING:
-    from ._broker import Broker, BrokeredServer
+    from ._broker.broker import Broker, BrokeredServer
     from ._constants import DEFAULT_MAX_MESSAGE_SIZE
     from ._handshake import HandshakeConfig
-    from ._process import PluginProcess
+    from ._host.process import PluginProcess
+    from ._host.shared import SharedPlugin
+    from ._plugin.serve import run_plugin, serve
+    from ._plugin.server import PluginServer
     from ._ratelimit import TokenBucket
     from ._reattach import ReattachConfig
-    from ._serve import run_plugin, serve
-    from ._server import PluginServer
-    from ._shared import SharedPlugin
 
     __version__: str
 
 _LAZY = {
-    "Broker": "._broker",
-    "BrokeredServer": "._broker",
+    "Broker": "._broker.broker",
+    "BrokeredServer": "._broker.broker",
     "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
     "HandshakeConfig": "._handshake",
-    "PluginProcess": "._process",
-    "PluginServer": "._server",
+    "PluginProcess": "._host.process",
+    "PluginServer": "._plugin.server",
     "ReattachConfig": "._reattach",
     "TokenBucket": "._ratelimit",
-    "SharedPlugin": "._shared",
-    "run_plugin": "._serve",
-    "serve": "._serve",
+    "SharedPlugin": "._host.shared",
+    "run_plugin": "._plugin.serve",
+    "serve": "._plugin.serve",
 }
 
 __all__ = [

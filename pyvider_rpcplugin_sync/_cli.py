@@ -23,7 +23,7 @@ from ._errors import RPCPluginError
 from ._handshake import HandshakeConfig
 
 if TYPE_CHECKING:
-    from ._process import PluginProcess
+    from ._host.process import PluginProcess
     from ._protos.echo_pb2_grpc import EchoStub
 
 ECHO_PLUGIN = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.echo_plugin"]
@@ -195,7 +195,7 @@ def _strip_dashes(words: Sequence[str]) -> list[str]:
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from ._process import PluginProcess
+    from ._host.process import PluginProcess
     from ._protos import echo_pb2, echo_pb2_grpc
 
     print(f"starting the echo plugin: {shlex.join(ECHO_PLUGIN)}")
@@ -258,7 +258,7 @@ def _print_handshake(plugin: PluginProcess) -> None:
     cert = "none"
     tls = "off (plaintext)"
     if line.server_cert:
-        from ._tls import curve_name, peer_certificate_from_field
+        from ._tls.certs import curve_name, peer_certificate_from_field
 
         cert = f"{len(line.server_cert)} base64 chars"
         curve = curve_name(peer_certificate_from_field(line.server_cert))
@@ -310,7 +310,7 @@ def parse_kv_words(words: Sequence[str], default_cmd: Sequence[str]) -> tuple[li
 
 
 def _run_kv(args: argparse.Namespace) -> int:
-    from ._process import PluginProcess
+    from ._host.process import PluginProcess
     from ._protos import kv_pb2, kv_pb2_grpc
 
     env_cmd = os.environ.get(KV_PLUGIN_ENV)
@@ -349,7 +349,7 @@ def _run_protoc(args: argparse.Namespace) -> int:
 
 
 def _run_counter(args: argparse.Namespace) -> int:
-    from ._process import PluginProcess
+    from ._host.process import PluginProcess
     from ._protos import counter_pb2_grpc
     from .examples import counter_host
 

@@ -36,7 +36,7 @@ from ._errors import TransportError
 from ._handshake import port_range
 
 if TYPE_CHECKING:
-    from ._tls_bridge import BridgeServer
+    from ._tls.bridge import BridgeServer
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ def bind_bridged(
 
     For hosts whose certificate grpcio cannot verify (P-521: Go go-plugin hosts).
     """
-    from ._tls_bridge import BridgeServer
-    from ._tls_bridge_loop import listen, listen_tcp_in_range
+    from ._tls.bridge import BridgeServer
+    from ._tls.bridge_loop import listen, listen_tcp_in_range
 
     backend_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
     owned_dir: str | None = None

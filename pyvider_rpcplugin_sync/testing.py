@@ -31,7 +31,7 @@ import grpc
 
 from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_TIMEOUT
 from ._handshake import HandshakeConfig, HandshakeLine, validate_handshake
-from ._host_channel import (
+from ._host.channel import (
     channel_options,
     check_interceptors,
     check_serving,
@@ -42,14 +42,14 @@ from ._host_channel import (
     target_of,
     wait_connected,
 )
-from ._host_env import make_socket_dir, plugin_environment
-from ._process import PluginProcess
-from ._server import PluginServer, Registrars
+from ._host.env import make_socket_dir, plugin_environment
+from ._host.process import PluginProcess
+from ._plugin.server import PluginServer, Registrars
 
 if TYPE_CHECKING:
-    from ._shared import ProcessOptions
-    from ._tls import Identity
-    from ._tls_bridge import BridgeClient
+    from ._host.shared import ProcessOptions
+    from ._tls.bridge import BridgeClient
+    from ._tls.certs import Identity
 
 __all__ = ["InProcessPlugin", "PluginProcessFactory", "serve_in_process"]
 
@@ -145,7 +145,7 @@ def serve_in_process(
     host_interceptors = check_interceptors(interceptors)
     identity = None
     if tls:
-        from ._tls import generate_identity
+        from ._tls.certs import generate_identity
 
         identity = generate_identity()
     held = _Held(make_socket_dir(transport))

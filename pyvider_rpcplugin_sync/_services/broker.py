@@ -1,7 +1,7 @@
 """plugin.GRPCBroker/StartStream: the connection-info stream of a session (protocol.md §4.3).
 
 The host opens the stream right after connecting; connection info then flows
-both ways. What the peer sends is parked in the ``.._broker.Broker``;
+both ways. What the peer sends is parked in the ``_broker.broker.Broker``;
 what this side announces is streamed out. As in go-plugin, a plugin's broker
 is single-use: when the host ends the stream, the plugin's broker closes.
 """
@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from .._broker import Broker
-from .._broker_net import BrokerNetwork
+from .._broker.broker import Broker
+from .._broker.net import BrokerNetwork
 from .._constants import (
     BROKER_SERVICE,
     ENV_MAX_PORT,
@@ -29,7 +29,7 @@ from .._constants import (
 from .._protos.goplugin_pb2 import ConnInfo
 
 if TYPE_CHECKING:
-    from .._broker_net import SessionSecurity
+    from .._broker.net import SessionSecurity
 
 logger = logging.getLogger(__name__)
 

@@ -21,14 +21,14 @@ import grpc
 import pytest
 from cryptography import x509
 
-from pyvider_rpcplugin_sync._tls import (
+from pyvider_rpcplugin_sync._tls.bridge import BridgeClient, BridgeServer, listen
+from pyvider_rpcplugin_sync._tls.bridge_certs import go_style_identity
+from pyvider_rpcplugin_sync._tls.certs import (
     Identity,
     client_ssl_context,
     generate_identity,
     server_ssl_context,
 )
-from pyvider_rpcplugin_sync._tls_bridge import BridgeClient, BridgeServer, listen
-from pyvider_rpcplugin_sync._tls_bridge_certs import go_style_identity
 from pyvider_rpcplugin_sync.examples import echo_pb2, echo_pb2_grpc, echo_plugin
 
 pytestmark = pytest.mark.timeout(60)

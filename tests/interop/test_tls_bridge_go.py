@@ -24,7 +24,9 @@ import pytest
 
 from pyvider_rpcplugin_sync._handshake import HandshakeLine, parse_handshake
 from pyvider_rpcplugin_sync._protos import goplugin_pb2, kv_pb2, kv_pb2_grpc
-from pyvider_rpcplugin_sync._tls import (
+from pyvider_rpcplugin_sync._tls.bridge import BridgeClient
+from pyvider_rpcplugin_sync._tls.bridge_certs import go_style_identity
+from pyvider_rpcplugin_sync._tls.certs import (
     Identity,
     client_ssl_context,
     curve_name,
@@ -32,8 +34,6 @@ from pyvider_rpcplugin_sync._tls import (
     needs_bridge,
     peer_certificate_from_field,
 )
-from pyvider_rpcplugin_sync._tls_bridge import BridgeClient
-from pyvider_rpcplugin_sync._tls_bridge_certs import go_style_identity
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(60)]
 

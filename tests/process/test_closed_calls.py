@@ -18,8 +18,8 @@ import pytest
 from process_helpers import ECHO, scenario
 
 from pyvider_rpcplugin_sync import PluginClosed, TokenBucket
+from pyvider_rpcplugin_sync._host.process import PluginProcess
 from pyvider_rpcplugin_sync._platform import posix_fallbacks_forced
-from pyvider_rpcplugin_sync._process import PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
 pytestmark = pytest.mark.timeout(120)
@@ -118,7 +118,7 @@ def test_the_apps_own_unavailable_passes_through_at_once(
         # /proc says at once that the plugin is not exiting. Were the host to wait for
         # a death that is not happening, this would take 60 s. (Without /proc the host
         # waits up to 0.5 s for an exit before it passes the status on.)
-        monkeypatch.setattr("pyvider_rpcplugin_sync._process._DEATH_NOTICE", 60.0)
+        monkeypatch.setattr("pyvider_rpcplugin_sync._host.process._DEATH_NOTICE", 60.0)
     with PluginProcess(scenario("echo_faults"), stub=echo_pb2_grpc.EchoStub) as plugin:
         for _ in range(3):
             with pytest.raises(grpc.RpcError) as info:

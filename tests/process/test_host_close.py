@@ -15,9 +15,9 @@ import pytest
 from process_helpers import ECHO, PYTHON, child_processes, scenario
 
 from pyvider_rpcplugin_sync import PluginClosed, RPCPluginError
-from pyvider_rpcplugin_sync._process import PluginProcess
+from pyvider_rpcplugin_sync._host.process import PluginProcess
+from pyvider_rpcplugin_sync._host.runner import Child
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
-from pyvider_rpcplugin_sync._runner import Child
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -193,7 +193,7 @@ def test_unclosed_plugin_is_killed_when_collected() -> None:
 
 HOST_THAT_FORGETS_TO_CLOSE = """
 import sys
-from pyvider_rpcplugin_sync._process import PluginProcess
+from pyvider_rpcplugin_sync._host.process import PluginProcess
 plugin = PluginProcess(sys.argv[1:]).start()
 print(plugin.pid, flush=True)
 # no close(): the interpreter exits with the plugin still running

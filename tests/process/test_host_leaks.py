@@ -21,7 +21,7 @@ import pytest
 from process_helpers import ECHO, PYTHON, child_processes
 
 from pyvider_rpcplugin_sync._constants import SOCKET_DIR_PREFIX
-from pyvider_rpcplugin_sync._process import PluginProcess
+from pyvider_rpcplugin_sync._host.process import PluginProcess
 from pyvider_rpcplugin_sync._protos import counter_pb2, counter_pb2_grpc, echo_pb2, echo_pb2_grpc
 from pyvider_rpcplugin_sync.examples.counter_plugin import COUNTER_HANDSHAKE
 

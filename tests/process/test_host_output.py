@@ -10,7 +10,7 @@ from process_helpers import Records, scenario
 
 from pyvider_rpcplugin_sync import HandshakeConfig, PluginStartError
 from pyvider_rpcplugin_sync._constants import STDERR_TAIL_LINES
-from pyvider_rpcplugin_sync._process import PluginProcess
+from pyvider_rpcplugin_sync._host.process import PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)

@@ -8,7 +8,7 @@ import pytest
 from process_helpers import ECHO
 
 from pyvider_rpcplugin_sync import RateLimited
-from pyvider_rpcplugin_sync._process import PluginProcess
+from pyvider_rpcplugin_sync._host.process import PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 from pyvider_rpcplugin_sync._ratelimit import TokenBucket
 

@@ -15,7 +15,7 @@ from pyvider_rpcplugin_sync import (
     ProtocolVersionError,
     RPCPluginError,
 )
-from pyvider_rpcplugin_sync._process import PluginProcess
+from pyvider_rpcplugin_sync._host.process import PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 from pyvider_rpcplugin_sync._reattach import (
     ReattachConfig,

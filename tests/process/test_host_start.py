@@ -25,7 +25,7 @@ from pyvider_rpcplugin_sync import (
     TLSError,
     TransportError,
 )
-from pyvider_rpcplugin_sync._process import PluginProcess
+from pyvider_rpcplugin_sync._host.process import PluginProcess
 
 pytestmark = pytest.mark.timeout(60)
 

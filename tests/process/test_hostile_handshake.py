@@ -6,7 +6,7 @@ import pytest
 from process_helpers import ECHO, scenario
 
 from pyvider_rpcplugin_sync import HandshakeError, TransportError
-from pyvider_rpcplugin_sync._process import PluginProcess
+from pyvider_rpcplugin_sync._host.process import PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)

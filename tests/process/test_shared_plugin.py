@@ -18,9 +18,9 @@ import pytest
 from process_helpers import KV, PYTHON, Records, child_processes, scenario
 
 from pyvider_rpcplugin_sync import PluginClosed, PluginStartError, RPCPluginError
-from pyvider_rpcplugin_sync import _shared as shared_module
+from pyvider_rpcplugin_sync._host import shared as shared_module
+from pyvider_rpcplugin_sync._host.shared import SharedPlugin
 from pyvider_rpcplugin_sync._protos import kv_pb2, kv_pb2_grpc
-from pyvider_rpcplugin_sync._shared import SharedPlugin
 from pyvider_rpcplugin_sync.examples.kv_plugin import KV_HANDSHAKE
 
 pytestmark = pytest.mark.timeout(60)
@@ -262,7 +262,7 @@ def emit():  # registered before the library's exit hook, so it runs after it
 
 atexit.register(emit)
 
-from pyvider_rpcplugin_sync._shared import SharedPlugin
+from pyvider_rpcplugin_sync._host.shared import SharedPlugin
 from pyvider_rpcplugin_sync._protos import kv_pb2, kv_pb2_grpc
 from pyvider_rpcplugin_sync.examples.kv_plugin import KV_HANDSHAKE
 

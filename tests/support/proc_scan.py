@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-SUPERVISOR_PROGRAM = b"_supervisor_main.py"
+SUPERVISOR_PROGRAM = b"pyvider_rpcplugin_sync/_host/supervisor_main.py"
 
 
 def is_supervisor(pid: int) -> bool:

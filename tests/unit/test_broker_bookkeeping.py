@@ -14,9 +14,9 @@ import grpc
 import pytest
 
 from pyvider_rpcplugin_sync import Broker, BrokerClosed, BrokerError, BrokerTimeout
-from pyvider_rpcplugin_sync._broker_net import BrokerNetwork
+from pyvider_rpcplugin_sync._broker.net import BrokerNetwork
+from pyvider_rpcplugin_sync._plugin.server import _takes_broker
 from pyvider_rpcplugin_sync._protos.goplugin_pb2 import ConnInfo
-from pyvider_rpcplugin_sync._server import _takes_broker
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pyvider_rpcplugin_sync import HandshakeConfig
-from pyvider_rpcplugin_sync._debug import debug_banner, debug_environ, plugin_versions
+from pyvider_rpcplugin_sync._plugin.debug import debug_banner, debug_environ, plugin_versions
 from pyvider_rpcplugin_sync._reattach import ReattachConfig, parse_tf_reattach_providers
 
 HANDSHAKE = HandshakeConfig(

@@ -6,7 +6,7 @@ import pytest
 
 from pyvider_rpcplugin_sync import DEFAULT_MAX_MESSAGE_SIZE, PluginServer
 from pyvider_rpcplugin_sync._constants import message_size_options
-from pyvider_rpcplugin_sync._host_channel import channel_options
+from pyvider_rpcplugin_sync._host.channel import channel_options
 
 pytestmark = pytest.mark.timeout(10)
 SEND, RECEIVE = "grpc.max_send_message_length", "grpc.max_receive_message_length"

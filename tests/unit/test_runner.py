@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 
 from pyvider_rpcplugin_sync import PluginStartError
-from pyvider_rpcplugin_sync._host_env import (
+from pyvider_rpcplugin_sync._host.env import (
     command_argv,
     resolve_executable,
     socket_dir_fits,
     verify_checksum,
 )
-from pyvider_rpcplugin_sync._host_stdio import StderrLog, plugin_logger_name
+from pyvider_rpcplugin_sync._host.stdio import StderrLog, plugin_logger_name
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from pyvider_rpcplugin_sync._host_stdio import StderrLog
+from pyvider_rpcplugin_sync._host.stdio import StderrLog
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -113,7 +113,7 @@ def run_raw(after_handshake: str) -> int:
     line = server.start()
     if after_handshake == "wrong-cert":
         from pyvider_rpcplugin_sync._handshake import encode_cert_field
-        from pyvider_rpcplugin_sync._tls import generate_identity
+        from pyvider_rpcplugin_sync._tls.certs import generate_identity
 
         other = encode_cert_field(generate_identity().cert_der)
         line = dataclasses.replace(line, server_cert=other)

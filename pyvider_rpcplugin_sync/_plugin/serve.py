@@ -18,12 +18,12 @@ from collections.abc import Iterator, Sequence
 from types import FrameType
 from typing import Any
 
-from ._constants import ENV_LOG_LEVEL, PARENT_WATCH_INTERVAL, WORKER_EXIT_WAIT
-from ._errors import RPCPluginError
-from ._handshake import HandshakeConfig, format_handshake
-from ._hclog import HclogHandler, level_from_name
-from ._server import WORKER_THREAD_PREFIX, PluginServer, Registrars
-from ._services.stdio import StdioCapture
+from .._constants import ENV_LOG_LEVEL, PARENT_WATCH_INTERVAL, WORKER_EXIT_WAIT
+from .._errors import RPCPluginError
+from .._handshake import HandshakeConfig, format_handshake
+from .._hclog import HclogHandler, level_from_name
+from .._services.stdio import StdioCapture
+from .server import WORKER_THREAD_PREFIX, PluginServer, Registrars
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.server")
 
@@ -86,7 +86,7 @@ def _serve(
     debug_name: str | None = None,
 ) -> None:
     if debug:
-        from ._debug import serve_debug
+        from .debug import serve_debug
 
         with _host_logging(host_loggers, log_level), _uncaught_thread_errors_logged():
             serve_debug(

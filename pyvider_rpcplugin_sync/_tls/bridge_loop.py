@@ -1,7 +1,7 @@
 """The event loop shared by both TLS bridges, and their listening sockets.
 
 One thread per bridge runs a ``selectors`` loop over the listening socket, a wake-up
-socketpair and every relay's sockets (``_tls_bridge_relay.Relay``). Connect and
+socketpair and every relay's sockets (``bridge_relay.Relay``). Connect and
 handshake deadlines are the loop's only timers; without them it sleeps in select().
 """
 
@@ -17,9 +17,9 @@ import threading
 import time
 from typing import Any, Self
 
-from ._constants import LOOPBACK_HOST, NETWORK_TCP, NETWORK_UNIX
-from ._errors import TransportError
-from ._tls_bridge_relay import Relay, logger
+from .._constants import LOOPBACK_HOST, NETWORK_TCP, NETWORK_UNIX
+from .._errors import TransportError
+from .bridge_relay import Relay, logger
 
 LISTEN_BACKLOG = 128
 # Connections accepted per wake-up before other sockets get their turn.

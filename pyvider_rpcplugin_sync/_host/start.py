@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ._constants import PIPE_EOF_GRACE, REATTACH_POLL_INTERVAL
-from ._errors import PluginStartError, RPCPluginError
-from ._handshake import HandshakeConfig, HandshakeLine, parse_handshake, validate_handshake
-from ._host_channel import HostResources, Route, open_channel, route_to, target_of, wait_connected
-from ._host_env import make_socket_dir, plugin_environment, resolve_executable, verify_checksum
-from ._host_stdio import StderrLog, StdioSink, StdioStream
-from ._runner import Child, PidWatch, Stdin, pid_alive
-from ._supervisor import watch_directory
+from .._constants import PIPE_EOF_GRACE, REATTACH_POLL_INTERVAL
+from .._errors import PluginStartError, RPCPluginError
+from .._handshake import HandshakeConfig, HandshakeLine, parse_handshake, validate_handshake
+from .channel import HostResources, Route, open_channel, route_to, target_of, wait_connected
+from .env import make_socket_dir, plugin_environment, resolve_executable, verify_checksum
+from .runner import Child, PidWatch, Stdin, pid_alive
+from .stdio import StderrLog, StdioSink, StdioStream
+from .supervisor import watch_directory
 
 if TYPE_CHECKING:
-    from ._broker_net import SessionSecurity
-    from ._reattach import ReattachConfig
-    from ._tls import Identity
+    from .._broker.net import SessionSecurity
+    from .._reattach import ReattachConfig
+    from .._tls.certs import Identity
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def launch(
         verify_checksum(path, spec.checksum)
     identity: Identity | None = None
     if spec.tls:
-        from ._tls import generate_identity
+        from .._tls.certs import generate_identity
 
         identity = generate_identity()
     socket_dir = res.socket_dir = make_socket_dir(spec.transport)
@@ -103,8 +103,8 @@ def launch(
     res.bridge = route.bridge
     security = None
     if identity is not None:
-        from ._broker_net import SessionSecurity
-        from ._tls import peer_certificate_from_field
+        from .._broker.net import SessionSecurity
+        from .._tls.certs import peer_certificate_from_field
 
         security = SessionSecurity(identity, peer_certificate_from_field(line.server_cert))
     return Launched(line, version, route, security)
@@ -156,7 +156,7 @@ def open_session(
                 stderr_tail=child.stderr_tail(),
             ) from None
         raise
-    from ._services.broker import open_host_broker
+    from .._services.broker import open_host_broker
 
     res.broker = open_host_broker(channel, network, res.socket_dir, environ, security)
     res.stdio = StdioStream(channel, logger, *stdio, name=name, stderr_log=stderr_log)

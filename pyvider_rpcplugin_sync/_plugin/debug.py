@@ -19,15 +19,15 @@ from collections.abc import Iterator, Mapping
 from types import FrameType
 from typing import Any, TextIO
 
-from ._constants import (
+from .._constants import (
     ENV_CLIENT_CERT,
     ENV_MULTIPLEX_GRPC,
     ENV_PROTOCOL_VERSIONS,
     PROTOCOL_GRPC,
 )
-from ._handshake import HandshakeConfig
-from ._reattach import TF_REATTACH_PROVIDERS, ReattachConfig, format_tf_reattach_providers
-from ._server import PluginServer, Registrars
+from .._handshake import HandshakeConfig
+from .._reattach import TF_REATTACH_PROVIDERS, ReattachConfig, format_tf_reattach_providers
+from .server import PluginServer, Registrars
 
 
 def debug_environ(

@@ -17,21 +17,21 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ._constants import (
+from .._constants import (
     NETWORK_TCP,
     NETWORK_UNIX,
     TLS_SERVER_NAME,
     UNLIMITED_MESSAGE_OPTIONS,
 )
-from ._errors import BrokerError
-from ._listener import Listener, bind, bind_bridged
+from .._errors import BrokerError
+from .._listener import Listener, bind, bind_bridged
 
 if TYPE_CHECKING:
     from cryptography import x509
 
-    from ._protos.goplugin_pb2 import ConnInfo
-    from ._tls import Identity
-    from ._tls_bridge import BridgeClient
+    from .._protos.goplugin_pb2 import ConnInfo
+    from .._tls.bridge import BridgeClient
+    from .._tls.certs import Identity
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,7 @@ class SessionSecurity:
 
     @property
     def bridged(self) -> bool:
-        from ._tls import needs_bridge
+        from .._tls.certs import needs_bridge
 
         return needs_bridge(self.peer_cert)
 
@@ -65,7 +65,7 @@ class BrokerNetwork:
         security = self.security
         if security is None:
             return bind(server, self.transport, self.environ)
-        from ._tls import plugin_server_credentials, server_ssl_context
+        from .._tls.certs import plugin_server_credentials, server_ssl_context
 
         if security.bridged:
             context = server_ssl_context(security.identity, security.peer_cert)
@@ -86,10 +86,10 @@ class BrokerNetwork:
         if security is None:
             channel = grpc.insecure_channel(target, options=UNLIMITED_MESSAGE_OPTIONS)
             return BrokeredChannel(channel, info.service_id)
-        from ._tls import client_ssl_context, host_channel_credentials
+        from .._tls.certs import client_ssl_context, host_channel_credentials
 
         if security.bridged:
-            from ._tls_bridge import BridgeClient
+            from .._tls.bridge import BridgeClient
 
             context = client_ssl_context(security.identity, security.peer_cert)
             bridge = BridgeClient(

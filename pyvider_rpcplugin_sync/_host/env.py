@@ -1,6 +1,6 @@
 """What the host prepares before it spawns a plugin: argv, checksum, socket dir, environment.
 
-No subprocess here (``_runner`` spawns); small functions with unit tests.
+No subprocess here (``runner`` spawns); small functions with unit tests.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 
-from ._constants import (
+from .._constants import (
     ENV_MULTIPLEX_GRPC,
     ENV_TRANSPORT,
     ENV_UNIX_SOCKET_DIR,
@@ -22,8 +22,8 @@ from ._constants import (
     SOCKET_DIR_PREFIX,
     SOCKET_FILE_PREFIX,
 )
-from ._errors import PluginStartError, TransportError
-from ._handshake import HandshakeConfig, host_environment
+from .._errors import PluginStartError, TransportError
+from .._handshake import HandshakeConfig, host_environment
 
 
 def command_argv(cmd: str | Sequence[str]) -> list[str]:

@@ -21,18 +21,18 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 import grpc
 
-from ._constants import (
+from .._constants import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_START_TIMEOUT,
 )
-from ._errors import PluginClosed, RPCPluginError
-from ._host_options import HostOptions
-from ._process import PluginProcess
-from ._shared_live import Live, exit_code
+from .._errors import PluginClosed, RPCPluginError
+from .options import HostOptions
+from .process import PluginProcess
+from .shared_live import Live, exit_code
 
 if TYPE_CHECKING:
-    from ._runner import Stdin
+    from .runner import Stdin
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.shared")
 _now = time.monotonic  # the backoff tests replace this clock

@@ -25,8 +25,7 @@ from typing import Any
 
 import grpc
 
-from ._broker_net import BrokeredChannel, BrokerNetwork
-from ._constants import (
+from .._constants import (
     BROKER_DIAL_TIMEOUT,
     BROKER_INFO_LIFETIME,
     BROKER_MAX_ID,
@@ -34,9 +33,10 @@ from ._constants import (
     DEFAULT_STOP_GRACE,
     SOCKET_DIR_PREFIX,
 )
-from ._errors import BrokerClosed, BrokerError, BrokerTimeout
-from ._listener import Listener
-from ._protos.goplugin_pb2 import ConnInfo
+from .._errors import BrokerClosed, BrokerError, BrokerTimeout
+from .._listener import Listener
+from .._protos.goplugin_pb2 import ConnInfo
+from .net import BrokeredChannel, BrokerNetwork
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.broker")
 

@@ -1,6 +1,6 @@
 """One bridged connection: a TLS socket and a plaintext socket, relayed through an SSLObject.
 
-Runs only on its bridge's event-loop thread (``_tls_bridge.py``): the SSLObject and
+Runs only on its bridge's event-loop thread (``bridge.py``): the SSLObject and
 both sockets are never touched from two threads. Sockets are non-blocking; TLS runs
 over ``ssl.MemoryBIO`` pairs. Data moves in chunks of up to ``CHUNK`` bytes; a
 side is read only while the opposite side has less than ``HIGH_WATER`` bytes
@@ -23,7 +23,7 @@ import ssl
 from collections.abc import Callable
 from typing import Protocol
 
-from ._tls import describe_ssl_error
+from .certs import describe_ssl_error
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.tls")
 

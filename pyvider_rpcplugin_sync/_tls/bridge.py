@@ -3,8 +3,8 @@
 PyPI grpcio's BoringSSL cannot do TLS 1.3 with a P-521 key on either side, and every
 Go go-plugin peer uses P-521 AutoMTLS certificates. A bridge terminates TLS with
 Python's ``ssl`` (OpenSSL) and relays plaintext to or from grpcio over a private
-unix socket, with full mutual verification (see ``_tls.server_ssl_context`` and
-``_tls.client_ssl_context``: each side trusts exactly the other's certificate).
+unix socket, with full mutual verification (see ``certs.server_ssl_context`` and
+``certs.client_ssl_context``: each side trusts exactly the other's certificate).
 
 - ``BridgeServer`` (plugin side) accepts TLS clients on the plugin's public
   listener and relays each connection to the grpcio server's private unix socket.
@@ -12,7 +12,7 @@ unix socket, with full mutual verification (see ``_tls.server_ssl_context`` and
   plaintext grpcio channel and relays each connection over TLS to the plugin.
 
 Each bridge is one event-loop thread (``selectors``, non-blocking sockets,
-``ssl.MemoryBIO``); ``_tls_bridge_relay.Relay`` is the per-connection state machine.
+``ssl.MemoryBIO``); ``bridge_relay.Relay`` is the per-connection state machine.
 A failed handshake closes that connection only and is logged at WARNING on the
 ``pyvider_rpcplugin_sync.tls`` logger; the bridge keeps serving.
 """
@@ -29,9 +29,9 @@ import struct
 import time
 from typing import Any
 
-from ._constants import MAX_UNIX_SOCKET_PATH, NETWORK_UNIX, TLS_SERVER_NAME
-from ._errors import TransportError
-from ._tls_bridge_loop import (
+from .._constants import MAX_UNIX_SOCKET_PATH, NETWORK_UNIX, TLS_SERVER_NAME
+from .._errors import TransportError
+from .bridge_loop import (
     BridgeLoop,
     listen,
     listen_tcp_in_range,
@@ -40,7 +40,7 @@ from ._tls_bridge_loop import (
     peer_label,
     socket_address,
 )
-from ._tls_bridge_relay import Relay, logger
+from .bridge_relay import Relay, logger
 
 # Connect + TLS handshake must finish within this long, or the connection is dropped.
 HANDSHAKE_TIMEOUT = 10.0
@@ -62,7 +62,7 @@ __all__ = [
 class BridgeServer(BridgeLoop):
     """Plugin side: TLS on ``listener`` (unix or TCP), plaintext to grpcio at ``backend_path``.
 
-    ``ssl_context`` comes from ``_tls.server_ssl_context(identity, host_cert)``: it must
+    ``ssl_context`` comes from ``certs.server_ssl_context(identity, host_cert)``: it must
     require a client certificate. The bridge owns ``listener`` (a bound socket; see
     ``listen``) and closes it, removing its socket file if it is a unix socket.
     """
@@ -120,7 +120,7 @@ class BridgeServer(BridgeLoop):
 class BridgeClient(BridgeLoop):
     """Host side: plaintext on a private unix socket in ``socket_dir``, TLS to the plugin.
 
-    ``ssl_context`` comes from ``_tls.client_ssl_context(identity, plugin_cert)``. Point
+    ``ssl_context`` comes from ``certs.client_ssl_context(identity, plugin_cert)``. Point
     the host's grpcio channel (insecure credentials) at ``target``. ``socket_dir``
     must be private (0700): whoever reaches the socket speaks to the plugin as the host.
     The last failure to connect to or handshake with the plugin is in ``last_error``.

@@ -3,7 +3,7 @@
 Our own plugins watch their parent, but go-plugin's Go plugins (and most others)
 do not: after a host's SIGKILL they would run on, orphaned, and the host's
 socket directory would stay. One small supervisor process per host
-(``_supervisor_main.py``) holds the read end of a pipe whose write end only the
+(``supervisor_main.py``) holds the read end of a pipe whose write end only the
 host holds. The host registers each plugin's process group and each socket
 directory as it makes them, and unregisters them once reaped or removed; when
 the host dies, the kernel closes the pipe and the supervisor stops what is
@@ -23,12 +23,12 @@ import sys
 import threading
 from pathlib import Path
 
-from ._constants import ORPHAN_TERM_GRACE
-from ._platform import own_group_options, posix_fallbacks_forced
+from .._constants import ORPHAN_TERM_GRACE
+from .._platform import own_group_options, posix_fallbacks_forced
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
-_PROGRAM = str(Path(__file__).with_name("_supervisor_main.py"))
+_PROGRAM = str(Path(__file__).with_name("supervisor_main.py"))
 
 
 class _Supervisor:

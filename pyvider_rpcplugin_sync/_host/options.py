@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 import grpc
 
-from ._constants import DEFAULT_MAX_MESSAGE_SIZE
-from ._handshake import HandshakeConfig
-from ._host_channel import channel_options, check_interceptors, rate_limit_interceptor
-from ._host_stdio import StdioSink
+from .._constants import DEFAULT_MAX_MESSAGE_SIZE
+from .._handshake import HandshakeConfig
+from .channel import channel_options, check_interceptors, rate_limit_interceptor
+from .stdio import StdioSink
 
 if TYPE_CHECKING:
-    from ._ratelimit import TokenBucket
+    from .._ratelimit import TokenBucket
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 

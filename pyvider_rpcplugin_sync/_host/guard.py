@@ -22,10 +22,10 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ._errors import PluginClosed, RPCPluginError
+from .._errors import PluginClosed, RPCPluginError
 
 if TYPE_CHECKING:
-    from ._runner import Child
+    from .runner import Child
 
 # Given the exception of a failed call: the PluginClosed it means, or None (not ours).
 Translate = Callable[[BaseException], PluginClosed | None]

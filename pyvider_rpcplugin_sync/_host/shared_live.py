@@ -11,10 +11,10 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2
 
-from ._constants import HEALTH_SERVICE, HEALTH_SERVICE_NAME
-from ._platform import PF_EXITING, open_proc_stat, pidfd_open
-from ._process import PluginProcess
-from ._runner import _status_of
+from .._constants import HEALTH_SERVICE, HEALTH_SERVICE_NAME
+from .._platform import PF_EXITING, open_proc_stat, pidfd_open
+from .process import PluginProcess
+from .runner import _status_of
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.shared")
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import IO, Any
 
-from ._constants import (
+from .._constants import (
     DEFAULT_TERMINATE_GRACE,
     HANDSHAKE_LINE_LIMIT,
     PIPE_EOF_GRACE,
@@ -35,10 +35,10 @@ from ._constants import (
     STDERR_LINE_LIMIT,
     STDERR_TAIL_LINES,
 )
-from ._errors import HandshakeError, PluginStartError, StartTimeout
-from ._platform import own_group_options
-from ._platform import pidfd_open as _pidfd_open
-from ._supervisor import release_group, watch_group
+from .._errors import HandshakeError, PluginStartError, StartTimeout
+from .._platform import own_group_options
+from .._platform import pidfd_open as _pidfd_open
+from .supervisor import release_group, watch_group
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 

@@ -16,9 +16,9 @@ from typing import Any
 
 import grpc
 
-from ._broker import Broker
-from ._broker_net import BrokerNetwork, SessionSecurity
-from ._constants import (
+from .._broker.broker import Broker
+from .._broker.net import BrokerNetwork, SessionSecurity
+from .._constants import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_WORKERS,
     DEFAULT_STOP_GRACE,
@@ -33,8 +33,8 @@ from ._constants import (
     message_size_options,
     overrides_message_size,
 )
-from ._errors import HandshakeError, ProtocolVersionError, RPCPluginError
-from ._handshake import (
+from .._errors import HandshakeError, ProtocolVersionError, RPCPluginError
+from .._handshake import (
     NOT_A_HOST_MESSAGE,
     HandshakeConfig,
     HandshakeLine,
@@ -42,12 +42,12 @@ from ._handshake import (
     negotiate_version,
     parse_protocol_versions,
 )
-from ._listener import Listener, bind, bind_bridged, choose_transport
-from ._ratelimit import TokenBucket, bucket_from_env
-from ._services.broker import broker_handler
-from ._services.controller import controller_handler
-from ._services.health import add_health_service
-from ._services.stdio import StdioQueue, stdio_handler
+from .._listener import Listener, bind, bind_bridged, choose_transport
+from .._ratelimit import TokenBucket, bucket_from_env
+from .._services.broker import broker_handler
+from .._services.controller import controller_handler
+from .._services.health import add_health_service
+from .._services.stdio import StdioQueue, stdio_handler
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.server")
 
@@ -250,8 +250,8 @@ class PluginServer:
         grpcio's own TLS when it can verify the host's key, else (P-521: Go
         go-plugin hosts) the ``ssl``-module bridge; both require the host's cert.
         """
-        from ._handshake import encode_cert_field
-        from ._tls import (
+        from .._handshake import encode_cert_field
+        from .._tls.certs import (
             generate_identity,
             load_peer_certificate,
             needs_bridge,
@@ -374,7 +374,7 @@ def _rate_limit_interceptors(
         bucket = from_env
     if bucket is None and not per_method:
         return ()
-    from ._ratelimit_grpc import RateLimitServerInterceptor
+    from .._ratelimit_grpc import RateLimitServerInterceptor
 
     return (RateLimitServerInterceptor(bucket, per_method=per_method),)
 

@@ -1,8 +1,8 @@
 """PluginProcess: the host driver (protocol.md §2, §3.5, §4.1, §5).
 
-The start sequence is in ``_host_start`` (spawn, handshake line, AutoMTLS,
+The start sequence is in ``start`` (spawn, handshake line, AutoMTLS,
 channel, broker and stdio streams); this class keeps the state, hands out
-stubs behind ``_host_guard``'s closed-plugin translation, and closes with
+stubs behind ``guard``'s closed-plugin translation, and closes with
 ``Shutdown`` -> grace -> SIGTERM -> SIGKILL -> reap -> remove the socket dir.
 Nothing sits between ``plugin.stub`` and the channel unless ``rate_limit`` asks.
 """
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 import grpc
 
-from ._constants import (
+from .._constants import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PING_TIMEOUT,
@@ -30,12 +30,14 @@ from ._constants import (
     PROTOCOL_GRPC,
     READER_JOIN_TIMEOUT,
 )
-from ._errors import (
+from .._errors import (
     PluginClosed,
     RPCPluginError,
 )
-from ._handshake import HandshakeConfig, HandshakeLine
-from ._host_channel import (
+from .._handshake import HandshakeConfig, HandshakeLine
+from .._platform import began_to_exit
+from .._reattach import ReattachConfig, reattach_version
+from .channel import (
     HostResources,
     Route,
     check_serving,
@@ -44,11 +46,11 @@ from ._host_channel import (
     intercepted,
     target_of,
 )
-from ._host_env import (
+from .env import (
     command_argv,
 )
-from ._host_guard import GuardedChannel, Translate, unusable_error
-from ._host_options import (
+from .guard import GuardedChannel, Translate, unusable_error
+from .options import (
     ABANDONED,
     ClientInterceptor,
     HostOptions,
@@ -56,16 +58,14 @@ from ._host_options import (
     channel_options_of,
     notify_exit,
 )
-from ._host_start import LaunchSpec, launch, open_session, watch_reattached
-from ._host_stdio import StderrLog, StdioSink, plugin_logger_name
-from ._platform import began_to_exit
-from ._reattach import ReattachConfig, reattach_version
-from ._runner import Stdin
+from .runner import Stdin
+from .start import LaunchSpec, launch, open_session, watch_reattached
+from .stdio import StderrLog, StdioSink, plugin_logger_name
 
 if TYPE_CHECKING:
-    from ._broker import Broker
-    from ._broker_net import SessionSecurity
-    from ._ratelimit import TokenBucket
+    from .._broker.broker import Broker
+    from .._broker.net import SessionSecurity
+    from .._ratelimit import TokenBucket
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 

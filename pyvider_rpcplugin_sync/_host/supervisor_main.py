@@ -1,6 +1,6 @@
 """The supervisor program: outlives its host and cleans up after it if it dies.
 
-Run by ``_supervisor`` as ``python -I -S _supervisor_main.py GRACE [--posix]``
+Run by ``supervisor`` as ``python -I -S supervisor_main.py GRACE [--posix]``
 (stdlib only, no package import: it starts in milliseconds). It reads
 registrations from stdin, a pipe whose write end only the host holds::
 

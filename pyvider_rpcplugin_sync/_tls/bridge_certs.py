@@ -1,6 +1,6 @@
 """Certificates as a Go peer makes them (go-plugin's mtls.go), for tests and benchmarks.
 
-Our own identities are P-256 (``_tls.generate_identity``). A Go host or plugin uses
+Our own identities are P-256 (``certs.generate_identity``). A Go host or plugin uses
 ECDSA P-521 signed with SHA-512, valid for about 30 years (protocol.md §3.2); this
 stands in for one without Go.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 
-from ._tls import Identity, self_signed_identity
+from .certs import Identity, self_signed_identity
 
 # mtls.go: NotAfter = now + 262980 h (about 30 years).
 GO_VALIDITY = datetime.timedelta(hours=262980)

@@ -1,0 +1,1 @@
+"""GRPCBroker, used by both sides: the broker and its connections."""

@@ -1,0 +1,1 @@
+"""The host side: PluginProcess, SharedPlugin and what only they use."""

@@ -1,0 +1,1 @@
+"""The plugin side: PluginServer, serve/run_plugin and debug (reattach) mode."""

@@ -1,0 +1,1 @@
+"""AutoMTLS certificates and credentials, and the TLS bridge for curves grpcio lacks."""
