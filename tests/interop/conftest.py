@@ -9,7 +9,10 @@ always fails.
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,6 +21,7 @@ _HERE = str(Path(__file__).resolve().parent)
 if _HERE not in sys.path:  # also under --import-mode=importlib
     sys.path.insert(0, _HERE)
 
+from fakehost import no_process_left_behind  # noqa: E402
 from gobuild import GoBuildError, build_go_binaries, go_available  # noqa: E402
 
 REQUIRE_ENV = "PYVIDER_REQUIRE_INTEROP"
@@ -39,3 +43,19 @@ def go_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         return build_go_binaries(tmp_path_factory.mktemp("gobin"))
     except GoBuildError as exc:
         pytest.fail(f"building the Go interop programs failed: {exc}")
+
+
+@pytest.fixture
+def marker() -> Iterator[str]:
+    """A marker for the environment of every process the test starts; any still running
+    at the end fails the test (and is killed)."""
+    with no_process_left_behind() as value:
+        yield value
+
+
+@pytest.fixture
+def tmpdir_short() -> Iterator[Path]:
+    """$TMPDIR of the Go programs: go-plugin 1.0.1 puts its sockets there (107 bytes max)."""
+    directory = Path(tempfile.mkdtemp(prefix="go-"))
+    yield directory
+    shutil.rmtree(directory, ignore_errors=True)

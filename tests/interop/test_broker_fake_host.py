@@ -11,12 +11,11 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from fakehost import MARKER_VAR, FakeNewestHost, accept_and_serve, no_process_left_behind
+from fakehost import MARKER_VAR, FakeNewestHost, accept_and_serve
 from test_fake_newest_host import assert_graceful, assert_host_clean
 
 from pyvider_rpcplugin_sync._protos import counter_pb2, counter_pb2_grpc
@@ -33,12 +32,6 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("COUNTER_", "PLUGIN_", "BASIC_PLUGIN")):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def marker() -> Iterator[str]:
-    with no_process_left_behind() as value:
-        yield value
 
 
 def counter_host(marker: str, *, auto_mtls: bool, transport: str) -> FakeNewestHost:

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
 import pytest
-from fakehost import MARKER_VAR, no_process_left_behind
+from fakehost import MARKER_VAR
 
 from pyvider_rpcplugin_sync import PluginProcess
 from pyvider_rpcplugin_sync._protos import counter_pb2_grpc
@@ -55,20 +52,6 @@ EXPECTED = "41\n-5\n"
 # under AutoMTLS: it dials with its *server* TLS config, which names no server and
 # trusts no host certificate (go-plugin issue 109, fixed in 1.4.4).
 GO_ISSUE_109 = "certificate is valid for localhost, not unused"
-
-
-@pytest.fixture
-def marker() -> Iterator[str]:
-    with no_process_left_behind() as value:
-        yield value
-
-
-@pytest.fixture
-def tmpdir_short() -> Iterator[Path]:
-    """$TMPDIR of the Go programs: go-plugin 1.0.1 puts its sockets there (107 bytes max)."""
-    directory = Path(tempfile.mkdtemp(prefix="bgo-"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def run_counterhost(

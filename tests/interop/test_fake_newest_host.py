@@ -18,7 +18,6 @@ import random
 import stat
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +34,6 @@ from fakehost import (
     HandOff,
     HostError,
     KillReport,
-    no_process_left_behind,
     parse_line,
     raw_std_decode,
 )
@@ -64,12 +62,6 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("KV_", "PLUGIN_", "BASIC_PLUGIN", "PYVIDER_CLIENT_")):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def marker() -> Iterator[str]:
-    with no_process_left_behind() as value:
-        yield value
 
 
 def fake_host(cmd: list[str], marker: str, *, env: dict[str, str] | None = None, **kw: Any) -> Any:

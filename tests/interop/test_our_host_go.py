@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -35,7 +33,7 @@ from typing import Any
 
 import grpc
 import pytest
-from fakehost import MARKER_VAR, no_process_left_behind
+from fakehost import MARKER_VAR
 from test_go_host import PYTHON_KV_PLUGIN, KVHost, assert_clean_check
 
 from pyvider_rpcplugin_sync import (
@@ -61,20 +59,6 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith(("KV_", "PLUGIN_", "BASIC_PLUGIN")):
             monkeypatch.delenv(name)
-
-
-@pytest.fixture
-def marker() -> Iterator[str]:
-    with no_process_left_behind() as value:
-        yield value
-
-
-@pytest.fixture
-def tmpdir_short() -> Iterator[Path]:
-    """The Go plugin's $TMPDIR, where go-plugin 1.0.1 puts its socket (short: 107 bytes)."""
-    directory = Path(tempfile.mkdtemp(prefix="ohg-"))
-    yield directory
-    shutil.rmtree(directory, ignore_errors=True)
 
 
 def go_plugin(
