@@ -7,6 +7,7 @@ import logging
 import os
 import socket
 import ssl
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,11 +102,12 @@ def test_tls_1_2_peer_is_served(ids: Identities, sock_dir: str) -> None:
 
 
 def test_ssl_contexts_pin_the_peer_and_leave_no_key_behind(ids: Identities) -> None:
-    before, tmp_before = open_fds(), set(os.listdir("/tmp"))
+    tmp = tempfile.gettempdir()  # the suite's private TMPDIR: nothing else writes there
+    before, tmp_before = open_fds(), set(os.listdir(tmp))
     server = server_ssl_context(ids.plugin, cert(ids.host))
     client = client_ssl_context(ids.host, cert(ids.plugin))
-    assert open_fds() == before, "the pipes that carried the key are closed"
-    assert set(os.listdir("/tmp")) - tmp_before == set(), "no key file was written"
+    assert open_fds() <= before, "the pipes that carried the key are closed"
+    assert set(os.listdir(tmp)) - tmp_before == set(), "no key file was written"
     for context in (server, client):
         assert context.verify_mode == ssl.CERT_REQUIRED
         assert context.minimum_version == ssl.TLSVersion.TLSv1_2
@@ -297,7 +299,7 @@ def test_200_connections_leak_no_descriptor(
                 # else: the socket just closes (no close_notify)
         assert bridge.wait_idle(IO_TIMEOUT) and be.wait_idle()
         assert bridge.active_connections == 0
-        assert open_fds() == before
+        assert open_fds() <= before
         assert be.accepted == 201
     assert refusals(caplog) == []
 
@@ -335,7 +337,7 @@ def test_close_without_start_releases_the_listener(ids: Identities, sock_dir: st
     bridge.close()
     bridge.close()
     assert listener.fileno() == -1
-    assert open_fds() == before
+    assert open_fds() <= before
 
 
 def test_server_context_must_require_client_certificates(ids: Identities) -> None:

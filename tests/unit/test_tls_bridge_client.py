@@ -255,5 +255,5 @@ def test_200_connections_through_both_bridges_leak_nothing(ids: Identities, sock
                     sock.shutdown(socket.SHUT_WR)
                     assert sock.recv(1) == b""
         assert client.wait_idle(IO_TIMEOUT) and server.wait_idle(IO_TIMEOUT) and be.wait_idle()
-        assert open_fds() == before
+        assert open_fds() <= before
         assert client.last_error is None

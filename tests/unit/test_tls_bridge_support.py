@@ -41,8 +41,17 @@ def make_identities() -> Identities:
     return Identities(go_style_identity(), generate_identity(), go_style_identity())
 
 
-def open_fds() -> int:
-    return len(os.listdir("/proc/self/fd"))
+def open_fds() -> set[str]:
+    """This process's open descriptors as "fd -> target". A leak shows as an entry that was
+    not there before (``open_fds() <= before``); an unrelated descriptor closing meanwhile
+    (a finished test's thread, the garbage collector) does not count."""
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            found.add(f"{fd} -> {os.readlink(f'/proc/self/fd/{fd}')}")
+        except OSError:
+            continue  # the descriptor of the listing itself, closed by now
+    return found
 
 
 # --- plaintext backends (stand-ins for the grpcio server) ---------------------------------
