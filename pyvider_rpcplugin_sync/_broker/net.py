@@ -23,7 +23,8 @@ from .._constants import (
     TLS_SERVER_NAME,
     UNLIMITED_MESSAGE_OPTIONS,
 )
-from .._errors import BrokerError
+from .._errors import BrokerClosed, BrokerError
+from .._guard import guarded_stream, guarded_unary
 from .._listener import Listener, bind, bind_bridged
 
 if TYPE_CHECKING:
@@ -126,17 +127,27 @@ class BrokeredChannel(grpc.Channel):  # type: ignore[misc]
     def unsubscribe(self, callback: Callable[..., None]) -> None:
         self._channel.unsubscribe(callback)
 
+    # Stubs keep these multicallables: after close() (the channel's or the session's)
+    # their calls raise BrokerClosed rather than grpc's bare ValueError.
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.unary_unary(method, *args, **kwargs)
+        return guarded_unary(self._channel.unary_unary(method, *args, **kwargs), self._why)
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.unary_stream(method, *args, **kwargs)
+        return guarded_stream(self._channel.unary_stream(method, *args, **kwargs), self._why)
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.stream_unary(method, *args, **kwargs)
+        return guarded_unary(self._channel.stream_unary(method, *args, **kwargs), self._why)
 
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._channel.stream_stream(method, *args, **kwargs)
+        return guarded_stream(self._channel.stream_stream(method, *args, **kwargs), self._why)
+
+    def _why(self, exc: BaseException) -> BrokerClosed | None:
+        if not self._closed:
+            return None  # the call's own failure, or the peer's
+        return BrokerClosed(
+            f"broker id {self.service_id}: the brokered channel is closed",
+            hint="the session ended or the channel was closed; dial a new one in a live session",
+        )
 
     def close(self) -> None:
         """Close the channel and its bridge (idempotent, thread-safe)."""

@@ -32,7 +32,7 @@ from .._constants import (
     message_size_options,
     overrides_message_size,
 )
-from .._errors import RPCPluginError, TLSError, TransportError
+from .._errors import PluginClosed, RPCPluginError, TLSError, TransportError
 from .._handshake import HandshakeLine
 from .._protos.goplugin_pb2 import Empty
 from .runner import Child, PidWatch
@@ -362,3 +362,33 @@ def rate_limit_interceptor(bucket: TokenBucket | None, mode: str) -> Any:
     from .._ratelimit_grpc import RateLimitClientInterceptor
 
     return RateLimitClientInterceptor(bucket, mode)
+
+
+def unusable_error(
+    what: str, *, child: Child | None, abandoned: bool, dead: bool, running: bool, closed: bool
+) -> RPCPluginError:
+    """Why ``what`` (stub, channel, broker, ...) cannot be used now, as the error to raise."""
+    if abandoned:  # first: after a fork, the stderr tail's lock may be held
+        return PluginClosed(
+            "this plugin belongs to the process that started it (abandoned after fork)",
+            hint="start a new PluginProcess in this process",
+        )
+    code, tail = (child.returncode, child.stderr_tail()) if child else (None, "")
+    if dead and running:
+        return PluginClosed(
+            "the plugin has exited",
+            returncode=code,
+            stderr_tail=tail,
+            hint="it crashed or was killed; start a new PluginProcess",
+        )
+    if closed:
+        return PluginClosed("the plugin is closed", returncode=code)
+    if not running:
+        return RPCPluginError(
+            "the plugin is not started",
+            hint="use 'with PluginProcess(...) as plugin:' or start()",
+        )
+    return RPCPluginError(
+        "no stub class was given",
+        hint=f"pass stub=YourStub, or use make_stub(YourStub) ({what})",
+    )

@@ -2,9 +2,10 @@
 
 The start sequence is in ``start`` (spawn, handshake line, AutoMTLS,
 channel, broker and stdio streams); this class keeps the state, hands out
-stubs behind ``guard``'s closed-plugin translation, and closes with
+stubs behind ``_guard``'s closed-plugin translation, and closes with
 ``Shutdown`` -> grace -> SIGTERM -> SIGKILL -> reap -> remove the socket dir.
-Nothing sits between ``plugin.stub`` and the channel unless ``rate_limit`` asks.
+Between ``plugin.stub`` and the channel sits that one call frame, and grpc
+interceptors only when ``rate_limit`` or ``interceptors`` ask for them.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from .._errors import (
     PluginClosed,
     RPCPluginError,
 )
+from .._guard import GuardedChannel, Translate
 from .._handshake import HandshakeConfig, HandshakeLine
 from .._platform import began_to_exit
 from .._reattach import ReattachConfig, reattach_version
@@ -45,11 +47,11 @@ from .channel import (
     health_check,
     intercepted,
     target_of,
+    unusable_error,
 )
 from .env import (
     command_argv,
 )
-from .guard import GuardedChannel, Translate, unusable_error
 from .options import (
     ABANDONED,
     ClientInterceptor,

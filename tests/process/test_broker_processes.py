@@ -194,7 +194,8 @@ def test_closing_the_session_stops_everything_brokered() -> None:
     assert broker.closed
     assert served.wait(timeout=0)
     assert not os.path.exists(served.address)
-    with pytest.raises(ValueError):  # grpc: "Cannot invoke RPC on closed channel!"
+    # A stub kept on a brokered channel: the typed error, not grpc's closed-channel ValueError.
+    with pytest.raises(BrokerClosed, match=f"broker id {plugin_id}: the brokered channel"):
         stub.Echo(echo_pb2.EchoRequest(payload=b"b"), timeout=5)
     with pytest.raises(BrokerClosed, match="session has ended") as caught:
         broker.dial(plugin_id)

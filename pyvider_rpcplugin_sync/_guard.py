@@ -1,4 +1,5 @@
-"""The channel handed to users: failures caused by a closed or dead plugin become PluginClosed.
+"""Channels handed to users: a call that fails because the plugin (or, for a brokered
+channel, the broker's session) is closed or dead raises the library's typed error.
 
 Stubs keep the multicallables of the channel they were built on. After ``close()``
 grpc's closed channel raises a bare ``ValueError``, and a call racing the plugin's
@@ -18,17 +19,15 @@ would cost a frame on every message.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
-from .._errors import PluginClosed, RPCPluginError
+from ._errors import RPCPluginError
 
-if TYPE_CHECKING:
-    from .runner import Child
-
-# Given the exception of a failed call: the PluginClosed it means, or None (not ours).
-Translate = Callable[[BaseException], PluginClosed | None]
+# Given the exception of a failed call: the typed error it means (PluginClosed,
+# BrokerClosed), or None when it is the call's own failure.
+Translate = Callable[[BaseException], RPCPluginError | None]
 
 # What a call on a closed channel says (grpc 1.5x-1.8x, blocking and streaming paths).
 _CLOSED_WORDS = ("closed channel", "Channel closed")
@@ -42,36 +41,6 @@ def may_mean_closed(exc: BaseException) -> bool:
         code = getattr(exc, "code", None)
         return callable(code) and code() in _CUT_CODES
     return isinstance(exc, ValueError) and any(word in str(exc) for word in _CLOSED_WORDS)
-
-
-def unusable_error(
-    what: str, *, child: Child | None, abandoned: bool, dead: bool, running: bool, closed: bool
-) -> RPCPluginError:
-    """Why ``what`` (stub, channel, broker, ...) cannot be used now, as the error to raise."""
-    if abandoned:  # first: after a fork, the stderr tail's lock may be held
-        return PluginClosed(
-            "this plugin belongs to the process that started it (abandoned after fork)",
-            hint="start a new PluginProcess in this process",
-        )
-    code, tail = (child.returncode, child.stderr_tail()) if child else (None, "")
-    if dead and running:
-        return PluginClosed(
-            "the plugin has exited",
-            returncode=code,
-            stderr_tail=tail,
-            hint="it crashed or was killed; start a new PluginProcess",
-        )
-    if closed:
-        return PluginClosed("the plugin is closed", returncode=code)
-    if not running:
-        return RPCPluginError(
-            "the plugin is not started",
-            hint="use 'with PluginProcess(...) as plugin:' or start()",
-        )
-    return RPCPluginError(
-        "no stub class was given",
-        hint=f"pass stub=YourStub, or use make_stub(YourStub) ({what})",
-    )
 
 
 class GuardedChannel(grpc.Channel):  # type: ignore[misc]
@@ -112,6 +81,16 @@ class GuardedChannel(grpc.Channel):  # type: ignore[misc]
         self.close()
 
 
+def guarded_unary(multicallable: Any, translate: Translate) -> Any:
+    """A unary-unary or stream-unary multicallable whose closure failures are translated."""
+    return _UnaryUnary(multicallable, translate)
+
+
+def guarded_stream(multicallable: Any, translate: Translate) -> Any:
+    """A unary-stream or stream-stream multicallable: the call itself is translated."""
+    return _Streaming(multicallable, translate)
+
+
 class _Guarded:
     __slots__ = ("_inner", "_translate")
 
@@ -119,7 +98,7 @@ class _Guarded:
         self._inner = inner
         self._translate = translate
 
-    def _closed(self, exc: BaseException) -> PluginClosed | None:
+    def _closed(self, exc: BaseException) -> RPCPluginError | None:
         return self._translate(exc) if may_mean_closed(exc) else None
 
 
