@@ -62,7 +62,7 @@ class EchoService(echo_pb2_grpc.EchoServicer):
 
 
 def credentials() -> tuple[grpc.ServerCredentials, str]:
-    from pyvider_rpcplugin_sync._tls.certs import generate_identity
+    from pyvider_rpcplugin_sync._transport.tls.certs import generate_identity
 
     identity = generate_identity()
     creds = grpc.ssl_server_credentials(

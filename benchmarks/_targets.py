@@ -120,7 +120,7 @@ class RawServer:
         env = clean_environ()
         identity = None
         if self.tls:
-            from pyvider_rpcplugin_sync._tls.certs import generate_identity
+            from pyvider_rpcplugin_sync._transport.tls.certs import generate_identity
 
             identity = generate_identity()
             env["RAW_CLIENT_CERT"] = identity.cert_pem.decode("ascii")

@@ -14,10 +14,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 try:
-    from pyvider_rpcplugin_sync._ratelimit import TokenBucket
+    from pyvider_rpcplugin_sync._ratelimit.bucket import TokenBucket
 except ImportError:  # run from a checkout that is not installed
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from pyvider_rpcplugin_sync._ratelimit import TokenBucket
+    from pyvider_rpcplugin_sync._ratelimit.bucket import TokenBucket
 
 BUDGET_NS = 2000.0
 CALLS = 200_000

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import grpc
 
 from pyvider_rpcplugin_sync import PluginProcess, TokenBucket
-from pyvider_rpcplugin_sync._ratelimit_grpc import RateLimitClientInterceptor
+from pyvider_rpcplugin_sync._ratelimit.interceptors import RateLimitClientInterceptor
 from pyvider_rpcplugin_sync.examples import echo_pb2, echo_pb2_grpc
 
 ECHO = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.echo_plugin"]

@@ -29,13 +29,13 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._broker.broker import Broker, BrokeredServer
     from ._constants import DEFAULT_MAX_MESSAGE_SIZE
-    from ._handshake import HandshakeConfig
     from ._host.process import PluginProcess
     from ._host.shared import SharedPlugin
     from ._plugin.serve import run_plugin, serve
     from ._plugin.server import PluginServer
-    from ._ratelimit import TokenBucket
-    from ._reattach import ReattachConfig
+    from ._protocol.handshake import HandshakeConfig
+    from ._protocol.reattach import ReattachConfig
+    from ._ratelimit.bucket import TokenBucket
 
     __version__: str
 
@@ -43,11 +43,11 @@ _LAZY = {
     "Broker": "._broker.broker",
     "BrokeredServer": "._broker.broker",
     "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
-    "HandshakeConfig": "._handshake",
+    "HandshakeConfig": "._protocol.handshake",
     "PluginProcess": "._host.process",
     "PluginServer": "._plugin.server",
-    "ReattachConfig": "._reattach",
-    "TokenBucket": "._ratelimit",
+    "ReattachConfig": "._protocol.reattach",
+    "TokenBucket": "._ratelimit.bucket",
     "SharedPlugin": "._host.shared",
     "run_plugin": "._plugin.serve",
     "serve": "._plugin.serve",
@@ -96,8 +96,16 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(importlib.import_module(module, __name__), name)
+    if isinstance(value, type) or callable(value):
+        # Tracebacks and reprs name the public path, not the private module.
+        value.__module__ = __name__
     globals()[name] = value  # later lookups skip this function
     return value
+
+
+def _own(*names: type) -> None:
+    for exported in names:
+        exported.__module__ = __name__
 
 
 def __dir__() -> list[str]:
@@ -112,3 +120,20 @@ def _installed_version() -> str:
         return metadata.version("pyvider-rpcplugin-sync")
     except metadata.PackageNotFoundError:  # run from a source tree that was never installed
         return "0+unknown"
+
+
+_own(
+    BrokerClosed,
+    BrokerError,
+    BrokerTimeout,
+    CodegenError,
+    HandshakeError,
+    PluginClosed,
+    PluginStartError,
+    ProtocolVersionError,
+    RateLimited,
+    RPCPluginError,
+    StartTimeout,
+    TLSError,
+    TransportError,
+)

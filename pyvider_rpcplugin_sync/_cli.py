@@ -20,7 +20,7 @@ import grpc
 
 from ._constants import DEFAULT_CONNECT_TIMEOUT
 from ._errors import RPCPluginError
-from ._handshake import HandshakeConfig
+from ._protocol.handshake import HandshakeConfig
 
 if TYPE_CHECKING:
     from ._host.process import PluginProcess
@@ -258,7 +258,7 @@ def _print_handshake(plugin: PluginProcess) -> None:
     cert = "none"
     tls = "off (plaintext)"
     if line.server_cert:
-        from ._tls.certs import curve_name, peer_certificate_from_field
+        from ._transport.tls.certs import curve_name, peer_certificate_from_field
 
         cert = f"{len(line.server_cert)} base64 chars"
         curve = curve_name(peer_certificate_from_field(line.server_cert))

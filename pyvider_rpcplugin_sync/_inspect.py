@@ -10,8 +10,8 @@ import grpc
 
 from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT
 from ._errors import RPCPluginError
-from ._handshake import HandshakeConfig
 from ._host.process import PluginProcess
+from ._protocol.handshake import HandshakeConfig
 
 REFLECTION_METHOD = "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo"
 
@@ -68,7 +68,7 @@ def _tls_lines(cert_field: str) -> Iterator[str]:
         return
     from cryptography.hazmat.primitives.serialization import Encoding
 
-    from ._tls.certs import curve_name, peer_certificate_from_field
+    from ._transport.tls.certs import curve_name, peer_certificate_from_field
 
     cert = peer_certificate_from_field(cert_field)
     fingerprint = hashlib.sha256(cert.public_bytes(Encoding.DER)).hexdigest()

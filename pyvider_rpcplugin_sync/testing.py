@@ -30,7 +30,6 @@ from typing import TYPE_CHECKING, Any, Unpack
 import grpc
 
 from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_TIMEOUT
-from ._handshake import HandshakeConfig, HandshakeLine, validate_handshake
 from ._host.channel import (
     channel_options,
     check_interceptors,
@@ -45,11 +44,12 @@ from ._host.channel import (
 from ._host.env import make_socket_dir, plugin_environment
 from ._host.process import PluginProcess
 from ._plugin.server import PluginServer, Registrars
+from ._protocol.handshake import HandshakeConfig, HandshakeLine, validate_handshake
 
 if TYPE_CHECKING:
     from ._host.shared import ProcessOptions
-    from ._tls.bridge import BridgeClient
-    from ._tls.certs import Identity
+    from ._transport.tls.bridge import BridgeClient
+    from ._transport.tls.certs import Identity
 
 __all__ = ["InProcessPlugin", "PluginProcessFactory", "serve_in_process"]
 
@@ -145,7 +145,7 @@ def serve_in_process(
     host_interceptors = check_interceptors(interceptors)
     identity = None
     if tls:
-        from ._tls.certs import generate_identity
+        from ._transport.tls.certs import generate_identity
 
         identity = generate_identity()
     held = _Held(make_socket_dir(transport))

@@ -34,8 +34,8 @@ from .._constants import (
     SOCKET_DIR_PREFIX,
 )
 from .._errors import BrokerClosed, BrokerError, BrokerTimeout
-from .._listener import Listener
 from .._protos.goplugin_pb2 import ConnInfo
+from .._transport.listener import Listener
 from .net import BrokeredChannel, BrokerNetwork
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.broker")

@@ -24,15 +24,15 @@ from .._constants import (
     UNLIMITED_MESSAGE_OPTIONS,
 )
 from .._errors import BrokerClosed, BrokerError
-from .._guard import guarded_stream, guarded_unary
-from .._listener import Listener, bind, bind_bridged
+from .._transport.guard import guarded_stream, guarded_unary
+from .._transport.listener import Listener, bind, bind_bridged
 
 if TYPE_CHECKING:
     from cryptography import x509
 
     from .._protos.goplugin_pb2 import ConnInfo
-    from .._tls.bridge import BridgeClient
-    from .._tls.certs import Identity
+    from .._transport.tls.bridge import BridgeClient
+    from .._transport.tls.certs import Identity
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ class SessionSecurity:
 
     @property
     def bridged(self) -> bool:
-        from .._tls.certs import needs_bridge
+        from .._transport.tls.certs import needs_bridge
 
         return needs_bridge(self.peer_cert)
 
@@ -53,7 +53,7 @@ class SessionSecurity:
 class BrokerNetwork:
     """How one side of a session listens for and dials brokered connections.
 
-    ``environ`` carries what ``_listener.bind`` reads: the session's socket
+    ``environ`` carries what ``listener.bind`` reads: the session's socket
     directory (``PLUGIN_UNIX_SOCKET_DIR``), the port range and socket group.
     """
 
@@ -66,7 +66,7 @@ class BrokerNetwork:
         security = self.security
         if security is None:
             return bind(server, self.transport, self.environ)
-        from .._tls.certs import plugin_server_credentials, server_ssl_context
+        from .._transport.tls.certs import plugin_server_credentials, server_ssl_context
 
         if security.bridged:
             context = server_ssl_context(security.identity, security.peer_cert)
@@ -87,10 +87,10 @@ class BrokerNetwork:
         if security is None:
             channel = grpc.insecure_channel(target, options=UNLIMITED_MESSAGE_OPTIONS)
             return BrokeredChannel(channel, info.service_id)
-        from .._tls.certs import client_ssl_context, host_channel_credentials
+        from .._transport.tls.certs import client_ssl_context, host_channel_credentials
 
         if security.bridged:
-            from .._tls.bridge import BridgeClient
+            from .._transport.tls.bridge import BridgeClient
 
             context = client_ssl_context(security.identity, security.peer_cert)
             bridge = BridgeClient(

@@ -33,7 +33,7 @@ from .._constants import (
     overrides_message_size,
 )
 from .._errors import PluginClosed, RPCPluginError, TLSError, TransportError
-from .._handshake import HandshakeLine
+from .._protocol.handshake import HandshakeLine
 from .._protos.goplugin_pb2 import Empty
 from .runner import Child, PidWatch
 from .stdio import StdioStream
@@ -41,10 +41,10 @@ from .supervisor import release_directory, release_socket, watch_socket
 
 if TYPE_CHECKING:
     from .._broker.broker import Broker
-    from .._ratelimit import TokenBucket
-    from .._reattach import ReattachConfig
-    from .._tls.bridge import BridgeClient
-    from .._tls.certs import Identity
+    from .._protocol.reattach import ReattachConfig
+    from .._ratelimit.bucket import TokenBucket
+    from .._transport.tls.bridge import BridgeClient
+    from .._transport.tls.certs import Identity
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
@@ -188,8 +188,8 @@ def route_to(line: HandshakeLine, identity: Identity | None, socket_dir: str | N
             hint="the plugin must support go-plugin AutoMTLS (PLUGIN_CLIENT_CERT), "
             "or use tls=False",
         )
-    from .._tls.certs import client_ssl_context, host_channel_credentials, needs_bridge
-    from .._tls.certs import peer_certificate_from_field as peer_certificate
+    from .._transport.tls.certs import client_ssl_context, host_channel_credentials, needs_bridge
+    from .._transport.tls.certs import peer_certificate_from_field as peer_certificate
 
     cert = peer_certificate(line.server_cert)
     if not needs_bridge(cert):
@@ -199,7 +199,7 @@ def route_to(line: HandshakeLine, identity: Identity | None, socket_dir: str | N
             "no private directory for the TLS bridge's socket",
             hint="set TMPDIR to a short directory (e.g. /tmp)",
         )
-    from .._tls.bridge import BridgeClient
+    from .._transport.tls.bridge import BridgeClient
 
     bridge = BridgeClient(
         line.network, line.address, client_ssl_context(identity, cert), socket_dir
@@ -359,7 +359,7 @@ def rate_limit_interceptor(bucket: TokenBucket | None, mode: str) -> Any:
         raise ValueError(f"rate_limit_mode must be 'wait' or 'fail', not {mode!r}")
     if bucket is None:
         return None
-    from .._ratelimit_grpc import RateLimitClientInterceptor
+    from .._ratelimit.interceptors import RateLimitClientInterceptor
 
     return RateLimitClientInterceptor(bucket, mode)
 

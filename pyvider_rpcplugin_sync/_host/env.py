@@ -23,7 +23,7 @@ from .._constants import (
     SOCKET_FILE_PREFIX,
 )
 from .._errors import PluginStartError, TransportError
-from .._handshake import HandshakeConfig, host_environment
+from .._protocol.handshake import HandshakeConfig, host_environment
 
 
 def command_argv(cmd: str | Sequence[str]) -> list[str]:

@@ -13,12 +13,12 @@ from typing import TYPE_CHECKING, Any, TypedDict
 import grpc
 
 from .._constants import DEFAULT_MAX_MESSAGE_SIZE
-from .._handshake import HandshakeConfig
+from .._protocol.handshake import HandshakeConfig
 from .channel import channel_options, check_interceptors, rate_limit_interceptor
 from .stdio import StdioSink
 
 if TYPE_CHECKING:
-    from .._ratelimit import TokenBucket
+    from .._ratelimit.bucket import TokenBucket
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 

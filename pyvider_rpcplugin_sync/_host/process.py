@@ -2,7 +2,7 @@
 
 The start sequence is in ``start`` (spawn, handshake line, AutoMTLS,
 channel, broker and stdio streams); this class keeps the state, hands out
-stubs behind ``_guard``'s closed-plugin translation, and closes with
+stubs behind ``_transport.guard``'s closed-plugin translation, and closes with
 ``Shutdown`` -> grace -> SIGTERM -> SIGKILL -> reap -> remove the socket dir.
 Between ``plugin.stub`` and the channel sits that one call frame, and grpc
 interceptors only when ``rate_limit`` or ``interceptors`` ask for them.
@@ -35,10 +35,9 @@ from .._errors import (
     PluginClosed,
     RPCPluginError,
 )
-from .._guard import GuardedChannel, Translate
-from .._handshake import HandshakeConfig, HandshakeLine
-from .._platform import began_to_exit
-from .._reattach import ReattachConfig, reattach_version
+from .._protocol.handshake import HandshakeConfig, HandshakeLine
+from .._protocol.reattach import ReattachConfig, reattach_version
+from .._transport.guard import GuardedChannel, Translate
 from .channel import (
     HostResources,
     Route,
@@ -60,6 +59,7 @@ from .options import (
     channel_options_of,
     notify_exit,
 )
+from .platform import began_to_exit
 from .runner import Stdin
 from .start import LaunchSpec, launch, open_session, watch_reattached
 from .stdio import StderrLog, StdioSink, plugin_logger_name
@@ -67,7 +67,7 @@ from .stdio import StderrLog, StdioSink, plugin_logger_name
 if TYPE_CHECKING:
     from .._broker.broker import Broker
     from .._broker.net import SessionSecurity
-    from .._ratelimit import TokenBucket
+    from .._ratelimit.bucket import TokenBucket
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 

@@ -36,8 +36,8 @@ from .._constants import (
     STDERR_TAIL_LINES,
 )
 from .._errors import HandshakeError, PluginStartError, StartTimeout
-from .._platform import own_group_options
-from .._platform import pidfd_open as _pidfd_open
+from .platform import own_group_options
+from .platform import pidfd_open as _pidfd_open
 from .supervisor import release_group, watch_group
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")

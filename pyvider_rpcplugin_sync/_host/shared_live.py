@@ -12,7 +12,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from .._constants import HEALTH_SERVICE, HEALTH_SERVICE_NAME
-from .._platform import PF_EXITING, open_proc_stat, pidfd_open
+from .platform import PF_EXITING, open_proc_stat, pidfd_open
 from .process import PluginProcess
 from .runner import _status_of
 

@@ -21,7 +21,12 @@ import grpc
 
 from .._constants import PIPE_EOF_GRACE, REATTACH_POLL_INTERVAL
 from .._errors import PluginStartError, RPCPluginError
-from .._handshake import HandshakeConfig, HandshakeLine, parse_handshake, validate_handshake
+from .._protocol.handshake import (
+    HandshakeConfig,
+    HandshakeLine,
+    parse_handshake,
+    validate_handshake,
+)
 from .channel import HostResources, Route, open_channel, route_to, target_of, wait_connected
 from .env import make_socket_dir, plugin_environment, resolve_executable, verify_checksum
 from .runner import Child, PidWatch, Stdin, pid_alive
@@ -30,8 +35,8 @@ from .supervisor import watch_directory
 
 if TYPE_CHECKING:
     from .._broker.net import SessionSecurity
-    from .._reattach import ReattachConfig
-    from .._tls.certs import Identity
+    from .._protocol.reattach import ReattachConfig
+    from .._transport.tls.certs import Identity
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def launch(
         verify_checksum(path, spec.checksum)
     identity: Identity | None = None
     if spec.tls:
-        from .._tls.certs import generate_identity
+        from .._transport.tls.certs import generate_identity
 
         identity = generate_identity()
     socket_dir = res.socket_dir = make_socket_dir(spec.transport)
@@ -104,7 +109,7 @@ def launch(
     security = None
     if identity is not None:
         from .._broker.net import SessionSecurity
-        from .._tls.certs import peer_certificate_from_field
+        from .._transport.tls.certs import peer_certificate_from_field
 
         security = SessionSecurity(identity, peer_certificate_from_field(line.server_cert))
     return Launched(line, version, route, security)

@@ -23,7 +23,7 @@ import grpc
 from google.protobuf import empty_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from .._constants import STDIO_SERVICE
-from .._hclog import LEVEL_NAMES, parse_line
+from .._protocol.hclog import LEVEL_NAMES, parse_line
 from .._protos.goplugin_pb2 import StdioData
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")

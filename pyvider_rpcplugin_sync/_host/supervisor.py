@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 
 from .._constants import ORPHAN_TERM_GRACE
-from .._platform import own_group_options, posix_fallbacks_forced
+from .platform import own_group_options, posix_fallbacks_forced
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 

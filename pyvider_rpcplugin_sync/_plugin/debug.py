@@ -25,8 +25,8 @@ from .._constants import (
     ENV_PROTOCOL_VERSIONS,
     PROTOCOL_GRPC,
 )
-from .._handshake import HandshakeConfig
-from .._reattach import TF_REATTACH_PROVIDERS, ReattachConfig, format_tf_reattach_providers
+from .._protocol.handshake import HandshakeConfig
+from .._protocol.reattach import TF_REATTACH_PROVIDERS, ReattachConfig, format_tf_reattach_providers
 from .server import PluginServer, Registrars
 
 

@@ -20,8 +20,8 @@ from typing import Any
 
 from .._constants import ENV_LOG_LEVEL, PARENT_WATCH_INTERVAL, WORKER_EXIT_WAIT
 from .._errors import RPCPluginError
-from .._handshake import HandshakeConfig, format_handshake
-from .._hclog import HclogHandler, level_from_name
+from .._protocol.handshake import HandshakeConfig, format_handshake
+from .._protocol.hclog import HclogHandler, level_from_name
 from .._services.stdio import StdioCapture
 from .server import WORKER_THREAD_PREFIX, PluginServer, Registrars
 

@@ -34,7 +34,7 @@ from .._constants import (
     overrides_message_size,
 )
 from .._errors import HandshakeError, ProtocolVersionError, RPCPluginError
-from .._handshake import (
+from .._protocol.handshake import (
     NOT_A_HOST_MESSAGE,
     HandshakeConfig,
     HandshakeLine,
@@ -42,12 +42,12 @@ from .._handshake import (
     negotiate_version,
     parse_protocol_versions,
 )
-from .._listener import Listener, bind, bind_bridged, choose_transport
-from .._ratelimit import TokenBucket, bucket_from_env
+from .._ratelimit.bucket import TokenBucket, bucket_from_env
 from .._services.broker import broker_handler
 from .._services.controller import controller_handler
 from .._services.health import add_health_service
 from .._services.stdio import StdioQueue, stdio_handler
+from .._transport.listener import Listener, bind, bind_bridged, choose_transport
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.server")
 
@@ -250,8 +250,8 @@ class PluginServer:
         grpcio's own TLS when it can verify the host's key, else (P-521: Go
         go-plugin hosts) the ``ssl``-module bridge; both require the host's cert.
         """
-        from .._handshake import encode_cert_field
-        from .._tls.certs import (
+        from .._protocol.handshake import encode_cert_field
+        from .._transport.tls.certs import (
             generate_identity,
             load_peer_certificate,
             needs_bridge,
@@ -374,7 +374,7 @@ def _rate_limit_interceptors(
         bucket = from_env
     if bucket is None and not per_method:
         return ()
-    from .._ratelimit_grpc import RateLimitServerInterceptor
+    from .._ratelimit.interceptors import RateLimitServerInterceptor
 
     return (RateLimitServerInterceptor(bucket, per_method=per_method),)
 

@@ -13,7 +13,8 @@ from concurrent import futures
 import grpc
 import pytest
 
-from pyvider_rpcplugin_sync import HandshakeConfig, PluginServer, TransportError, _listener
+from pyvider_rpcplugin_sync import HandshakeConfig, PluginServer, TransportError
+from pyvider_rpcplugin_sync._transport import listener as _listener
 from pyvider_rpcplugin_sync.examples import echo_plugin
 
 pytestmark = pytest.mark.timeout(30)

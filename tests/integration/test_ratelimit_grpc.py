@@ -15,8 +15,8 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from pyvider_rpcplugin_sync._errors import RateLimited
-from pyvider_rpcplugin_sync._ratelimit import TokenBucket
-from pyvider_rpcplugin_sync._ratelimit_grpc import (
+from pyvider_rpcplugin_sync._ratelimit.bucket import TokenBucket
+from pyvider_rpcplugin_sync._ratelimit.interceptors import (
     RateLimitClientInterceptor,
     RateLimitServerInterceptor,
 )

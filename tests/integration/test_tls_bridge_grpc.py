@@ -21,9 +21,9 @@ import grpc
 import pytest
 from cryptography import x509
 
-from pyvider_rpcplugin_sync._tls.bridge import BridgeClient, BridgeServer, listen
-from pyvider_rpcplugin_sync._tls.bridge_certs import go_style_identity
-from pyvider_rpcplugin_sync._tls.certs import (
+from pyvider_rpcplugin_sync._transport.tls.bridge import BridgeClient, BridgeServer, listen
+from pyvider_rpcplugin_sync._transport.tls.bridge_certs import go_style_identity
+from pyvider_rpcplugin_sync._transport.tls.certs import (
     Identity,
     client_ssl_context,
     generate_identity,

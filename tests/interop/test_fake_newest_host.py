@@ -168,7 +168,7 @@ def test_fake_newest_host_mtls_rejects_foreign_host_cert(marker: str) -> None:
     other than PLUGIN_CLIENT_CERT gets no RPC through (the TLS handshake fails)."""
     import ssl
 
-    from pyvider_rpcplugin_sync._tls.certs import generate_identity
+    from pyvider_rpcplugin_sync._transport.tls.certs import generate_identity
 
     host = fake_host(KV_PLUGIN, marker, cookie=BASIC, auto_mtls=True)
     with host:

@@ -22,11 +22,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from pyvider_rpcplugin_sync._handshake import HandshakeLine, parse_handshake
+from pyvider_rpcplugin_sync._protocol.handshake import HandshakeLine, parse_handshake
 from pyvider_rpcplugin_sync._protos import goplugin_pb2, kv_pb2, kv_pb2_grpc
-from pyvider_rpcplugin_sync._tls.bridge import BridgeClient
-from pyvider_rpcplugin_sync._tls.bridge_certs import go_style_identity
-from pyvider_rpcplugin_sync._tls.certs import (
+from pyvider_rpcplugin_sync._transport.tls.bridge import BridgeClient
+from pyvider_rpcplugin_sync._transport.tls.bridge_certs import go_style_identity
+from pyvider_rpcplugin_sync._transport.tls.certs import (
     Identity,
     client_ssl_context,
     curve_name,

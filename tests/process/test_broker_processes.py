@@ -153,7 +153,7 @@ def test_invalid_and_duplicate_ids_are_refused(broker_plugin: PluginProcess) -> 
 def test_a_brokered_tls_server_requires_the_plugins_certificate(
     broker_plugin: PluginProcess,
 ) -> None:
-    from pyvider_rpcplugin_sync._tls.certs import generate_identity
+    from pyvider_rpcplugin_sync._transport.tls.certs import generate_identity
 
     broker = broker_plugin.broker
     service_id = broker.next_id()

@@ -18,8 +18,8 @@ import pytest
 from process_helpers import ECHO, scenario
 
 from pyvider_rpcplugin_sync import PluginClosed, TokenBucket
+from pyvider_rpcplugin_sync._host.platform import posix_fallbacks_forced
 from pyvider_rpcplugin_sync._host.process import PluginProcess
-from pyvider_rpcplugin_sync._platform import posix_fallbacks_forced
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
 pytestmark = pytest.mark.timeout(120)

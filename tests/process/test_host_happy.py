@@ -13,8 +13,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from process_helpers import ECHO, KV, Records, scenario
 
 from pyvider_rpcplugin_sync import RPCPluginError
-from pyvider_rpcplugin_sync._handshake import HandshakeLine
 from pyvider_rpcplugin_sync._host.process import PluginProcess
+from pyvider_rpcplugin_sync._protocol.handshake import HandshakeLine
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc, kv_pb2, kv_pb2_grpc
 from pyvider_rpcplugin_sync.examples.kv_plugin import KV_HANDSHAKE
 

@@ -10,7 +10,7 @@ from process_helpers import ECHO
 from pyvider_rpcplugin_sync import RateLimited
 from pyvider_rpcplugin_sync._host.process import PluginProcess
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
-from pyvider_rpcplugin_sync._ratelimit import TokenBucket
+from pyvider_rpcplugin_sync._ratelimit.bucket import TokenBucket
 
 pytestmark = pytest.mark.timeout(60)
 

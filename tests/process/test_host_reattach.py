@@ -16,12 +16,12 @@ from pyvider_rpcplugin_sync import (
     RPCPluginError,
 )
 from pyvider_rpcplugin_sync._host.process import PluginProcess
-from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
-from pyvider_rpcplugin_sync._reattach import (
+from pyvider_rpcplugin_sync._protocol.reattach import (
     ReattachConfig,
     format_tf_reattach_providers,
     parse_tf_reattach_providers,
 )
+from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
 pytestmark = pytest.mark.timeout(60)
 

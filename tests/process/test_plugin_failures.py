@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from plugin_harness import DEFAULT_ENV, KV_ENV, module_cmd, run_to_exit, started
 
-from pyvider_rpcplugin_sync._handshake import decode_cert_field
-from pyvider_rpcplugin_sync._tls.certs import Identity, generate_identity
+from pyvider_rpcplugin_sync._protocol.handshake import decode_cert_field
+from pyvider_rpcplugin_sync._transport.tls.certs import Identity, generate_identity
 
 pytestmark = pytest.mark.timeout(60)
 

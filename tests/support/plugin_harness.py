@@ -22,7 +22,7 @@ from pathlib import Path
 import grpc
 
 from pyvider_rpcplugin_sync._constants import SOCKET_DIR_PREFIX
-from pyvider_rpcplugin_sync._handshake import HandshakeLine, parse_handshake
+from pyvider_rpcplugin_sync._protocol.handshake import HandshakeLine, parse_handshake
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGINS = REPO / "tests" / "plugins"

@@ -6,7 +6,7 @@ import pytest
 
 from pyvider_rpcplugin_sync import HandshakeConfig
 from pyvider_rpcplugin_sync._plugin.debug import debug_banner, debug_environ, plugin_versions
-from pyvider_rpcplugin_sync._reattach import ReattachConfig, parse_tf_reattach_providers
+from pyvider_rpcplugin_sync._protocol.reattach import ReattachConfig, parse_tf_reattach_providers
 
 HANDSHAKE = HandshakeConfig(
     magic_cookie_key="TF_PLUGIN_MAGIC_COOKIE", magic_cookie_value="cookie", protocol_versions=(5, 6)

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from pyvider_rpcplugin_sync import HandshakeConfig, HandshakeError, ProtocolVersionError
 from pyvider_rpcplugin_sync._constants import MAX_UNIX_SOCKET_PATH
-from pyvider_rpcplugin_sync._handshake import (
+from pyvider_rpcplugin_sync._protocol.handshake import (
     HandshakeLine,
     cookie_matches,
     decode_cert_field,

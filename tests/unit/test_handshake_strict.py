@@ -13,7 +13,11 @@ from hypothesis import strategies as st
 
 from pyvider_rpcplugin_sync._constants import MAX_UNIX_SOCKET_PATH
 from pyvider_rpcplugin_sync._errors import HandshakeError
-from pyvider_rpcplugin_sync._handshake import go_atoi, parse_handshake, parse_protocol_versions
+from pyvider_rpcplugin_sync._protocol.handshake import (
+    go_atoi,
+    parse_handshake,
+    parse_protocol_versions,
+)
 
 pytestmark = pytest.mark.timeout(30)
 

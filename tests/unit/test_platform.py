@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from pyvider_rpcplugin_sync._constants import ENV_POSIX_FALLBACKS
-from pyvider_rpcplugin_sync._platform import (
+from pyvider_rpcplugin_sync._host.platform import (
     open_proc_stat,
     own_group_options,
     pidfd_open,

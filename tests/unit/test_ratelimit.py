@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyvider_rpcplugin_sync._errors import RateLimited, RPCPluginError
-from pyvider_rpcplugin_sync._ratelimit import (
+from pyvider_rpcplugin_sync._ratelimit.bucket import (
     BucketState,
     TokenBucket,
     bucket_from_env,
@@ -21,7 +21,7 @@ from pyvider_rpcplugin_sync._ratelimit import (
     take,
     wait_time,
 )
-from pyvider_rpcplugin_sync._ratelimit_grpc import (
+from pyvider_rpcplugin_sync._ratelimit.interceptors import (
     RateLimitClientInterceptor,
     RateLimitServerInterceptor,
 )

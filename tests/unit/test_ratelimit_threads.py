@@ -10,8 +10,8 @@ import grpc
 import pytest
 
 from pyvider_rpcplugin_sync._errors import RateLimited
-from pyvider_rpcplugin_sync._ratelimit import TokenBucket
-from pyvider_rpcplugin_sync._ratelimit_grpc import RateLimitServerInterceptor
+from pyvider_rpcplugin_sync._ratelimit.bucket import TokenBucket
+from pyvider_rpcplugin_sync._ratelimit.interceptors import RateLimitServerInterceptor
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyvider_rpcplugin_sync import HandshakeError, ProtocolVersionError
-from pyvider_rpcplugin_sync._reattach import (
+from pyvider_rpcplugin_sync._protocol.reattach import (
     ReattachConfig,
     format_tf_reattach_providers,
     parse_tf_reattach_providers,

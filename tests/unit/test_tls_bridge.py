@@ -25,8 +25,8 @@ from test_tls_bridge_support import (
     open_fds,
 )
 
-from pyvider_rpcplugin_sync._tls.bridge import BridgeServer, listen
-from pyvider_rpcplugin_sync._tls.certs import client_ssl_context, server_ssl_context
+from pyvider_rpcplugin_sync._transport.tls.bridge import BridgeServer, listen
+from pyvider_rpcplugin_sync._transport.tls.certs import client_ssl_context, server_ssl_context
 
 pytestmark = pytest.mark.timeout(60)
 

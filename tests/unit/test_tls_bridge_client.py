@@ -25,8 +25,8 @@ from test_tls_bridge_support import (
 )
 
 from pyvider_rpcplugin_sync._errors import TransportError
-from pyvider_rpcplugin_sync._tls.bridge import BridgeClient, BridgeServer, listen
-from pyvider_rpcplugin_sync._tls.certs import client_ssl_context, server_ssl_context
+from pyvider_rpcplugin_sync._transport.tls.bridge import BridgeClient, BridgeServer, listen
+from pyvider_rpcplugin_sync._transport.tls.certs import client_ssl_context, server_ssl_context
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 from cryptography import x509
 
-from pyvider_rpcplugin_sync._tls.bridge import listen
-from pyvider_rpcplugin_sync._tls.bridge_certs import go_style_identity
-from pyvider_rpcplugin_sync._tls.certs import Identity, generate_identity
+from pyvider_rpcplugin_sync._transport.tls.bridge import listen
+from pyvider_rpcplugin_sync._transport.tls.bridge_certs import go_style_identity
+from pyvider_rpcplugin_sync._transport.tls.certs import Identity, generate_identity
 
 CHUNK = 64 * 1024
 IO_TIMEOUT = 10.0

@@ -1,6 +1,6 @@
 """The handshake line as the newest go-plugin host (v1.8, ``client.go`` ``Client.Start``) reads it.
 
-Written from go-plugin's source, independently of ``pyvider_rpcplugin_sync._handshake``:
+Written from go-plugin's source, independently of ``pyvider_rpcplugin_sync._protocol.handshake``:
 ``TrimSpace`` the whole line, split on *every* ``|`` (hosts >= 1.6), at least 4 parts,
 core version ``1``, app version one of the host's, ``unix``/``tcp``, protocol in the
 allowed list (missing = ``netrpc``), field 6 used only when longer than 50 characters

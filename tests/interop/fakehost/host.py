@@ -76,7 +76,7 @@ _STDIO_QUIET = frozenset(
 )
 
 if TYPE_CHECKING:
-    from pyvider_rpcplugin_sync._tls.certs import Identity
+    from pyvider_rpcplugin_sync._transport.tls.certs import Identity
 
 StdioWriter = Callable[[int, bytes], None]
 
@@ -206,7 +206,7 @@ class FakeNewestHost:
 
     def _host_identity(self) -> Identity:
         if self._identity is None:
-            from pyvider_rpcplugin_sync._tls.certs import generate_identity
+            from pyvider_rpcplugin_sync._transport.tls.certs import generate_identity
 
             self._identity = generate_identity()  # P-256: grpcio's BoringSSL can sign with it
         return self._identity

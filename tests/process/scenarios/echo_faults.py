@@ -29,7 +29,7 @@ from collections.abc import Iterator
 import grpc
 
 from pyvider_rpcplugin_sync import HandshakeConfig, PluginServer, run_plugin
-from pyvider_rpcplugin_sync._handshake import format_handshake
+from pyvider_rpcplugin_sync._protocol.handshake import format_handshake
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 
 log = logging.getLogger("__main__")
@@ -112,8 +112,8 @@ def run_raw(after_handshake: str) -> int:
         server.request_stop = lambda: None  # type: ignore[method-assign]
     line = server.start()
     if after_handshake == "wrong-cert":
-        from pyvider_rpcplugin_sync._handshake import encode_cert_field
-        from pyvider_rpcplugin_sync._tls.certs import generate_identity
+        from pyvider_rpcplugin_sync._protocol.handshake import encode_cert_field
+        from pyvider_rpcplugin_sync._transport.tls.certs import generate_identity
 
         other = encode_cert_field(generate_identity().cert_der)
         line = dataclasses.replace(line, server_cert=other)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 import grpc
 
-from ._constants import (
+from .._constants import (
     ENV_TRANSPORT,
     ENV_UNIX_SOCKET_DIR,
     ENV_UNIX_SOCKET_GROUP,
@@ -32,11 +32,11 @@ from ._constants import (
     SOCKET_DIR_PREFIX,
     SOCKET_FILE_PREFIX,
 )
-from ._errors import TransportError
-from ._handshake import port_range
+from .._errors import TransportError
+from .._protocol.handshake import port_range
 
 if TYPE_CHECKING:
-    from ._tls.bridge import BridgeServer
+    from .tls.bridge import BridgeServer
 
 logger = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ def bind_bridged(
 
     For hosts whose certificate grpcio cannot verify (P-521: Go go-plugin hosts).
     """
-    from ._tls.bridge import BridgeServer
-    from ._tls.bridge_loop import listen, listen_tcp_in_range
+    from .tls.bridge import BridgeServer
+    from .tls.bridge_loop import listen, listen_tcp_in_range
 
     backend_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
     owned_dir: str | None = None

@@ -1,4 +1,4 @@
-"""Token bucket rate limiting: a pure core and a thread-safe bucket (interceptors: _ratelimit_grpc).
+"""Token bucket rate limiting: a pure core and a thread-safe bucket (interceptors: .interceptors).
 
 The arithmetic is pure functions of ``(state, now)``, tested without threads or
 clocks; ``TokenBucket`` wraps it with one lock. Waiting is by *reservation*:
@@ -18,13 +18,13 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Final, NamedTuple
 
-from ._constants import (
+from .._constants import (
     DEFAULT_RATE_LIMIT_REQUESTS_PER_SECOND,
     ENV_RATE_LIMIT_BURST_CAPACITY,
     ENV_RATE_LIMIT_ENABLED,
     ENV_RATE_LIMIT_REQUESTS_PER_SECOND,
 )
-from ._errors import RateLimited
+from .._errors import RateLimited
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.ratelimit")
 

@@ -29,8 +29,8 @@ import struct
 import time
 from typing import Any
 
-from .._constants import MAX_UNIX_SOCKET_PATH, NETWORK_UNIX, TLS_SERVER_NAME
-from .._errors import TransportError
+from ..._constants import MAX_UNIX_SOCKET_PATH, NETWORK_UNIX, TLS_SERVER_NAME
+from ..._errors import TransportError
 from .bridge_loop import (
     BridgeLoop,
     listen,

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ._constants import NETWORK_TCP, NETWORK_UNIX, PROTOCOL_GRPC, PROTOCOL_NETRPC
-from ._errors import HandshakeError, ProtocolVersionError
+from .._constants import NETWORK_TCP, NETWORK_UNIX, PROTOCOL_GRPC, PROTOCOL_NETRPC
+from .._errors import HandshakeError, ProtocolVersionError
 
 TF_REATTACH_PROVIDERS = "TF_REATTACH_PROVIDERS"
 

@@ -11,7 +11,7 @@ import binascii
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from ._constants import (
+from .._constants import (
     CORE_PROTOCOL_VERSION,
     DEFAULT_COOKIE_KEY,
     DEFAULT_COOKIE_VALUE,
@@ -31,8 +31,8 @@ from ._constants import (
     PROTOCOL_GRPC,
     PROTOCOL_NETRPC,
 )
-from ._errors import HandshakeError, ProtocolVersionError
-from ._goparse import go_atoi, tcp_address, unix_path_problem
+from .._errors import HandshakeError, ProtocolVersionError
+from .goparse import go_atoi, tcp_address, unix_path_problem
 
 __all__ = ["go_atoi"]  # re-exported: the protocol's number rule lives with the line
 

@@ -17,7 +17,7 @@ import os
 import re
 import socket
 
-from ._constants import MAX_UNIX_SOCKET_PATH
+from .._constants import MAX_UNIX_SOCKET_PATH
 
 _ATOI = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1

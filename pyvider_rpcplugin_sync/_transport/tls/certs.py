@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from .._constants import TLS_SERVER_NAME
-from .._errors import TLSError
-from .._handshake import decode_cert_field
+from ..._constants import TLS_SERVER_NAME
+from ..._errors import TLSError
+from ..._protocol.handshake import decode_cert_field
 
 # Short-lived on purpose: a new certificate is made for every process start.
 CERT_VALIDITY = datetime.timedelta(days=1)

@@ -15,9 +15,9 @@ from typing import Any, NamedTuple
 
 import grpc
 
-from ._constants import DENIAL_LOG_INTERVAL, INTERNAL_SERVICES, RATE_LIMIT_MODES
-from ._errors import RateLimited
-from ._ratelimit import TokenBucket
+from .._constants import DENIAL_LOG_INTERVAL, INTERNAL_SERVICES, RATE_LIMIT_MODES
+from .._errors import RateLimited
+from .bucket import TokenBucket
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.ratelimit")
 

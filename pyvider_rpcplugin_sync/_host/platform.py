@@ -13,7 +13,7 @@ import os
 import sys
 from typing import Any
 
-from ._constants import ENV_POSIX_FALLBACKS
+from .._constants import ENV_POSIX_FALLBACKS
 
 
 def posix_fallbacks_forced() -> bool:

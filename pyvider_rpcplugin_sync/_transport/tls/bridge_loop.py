@@ -17,8 +17,8 @@ import threading
 import time
 from typing import Any, Self
 
-from .._constants import LOOPBACK_HOST, NETWORK_TCP, NETWORK_UNIX
-from .._errors import TransportError
+from ..._constants import LOOPBACK_HOST, NETWORK_TCP, NETWORK_UNIX
+from ..._errors import TransportError
 from .bridge_relay import Relay, logger
 
 LISTEN_BACKLOG = 128

@@ -23,7 +23,7 @@ from typing import Any
 
 import grpc
 
-from ._errors import RPCPluginError
+from .._errors import RPCPluginError
 
 # Given the exception of a failed call: the typed error it means (PluginClosed,
 # BrokerClosed), or None when it is the call's own failure.

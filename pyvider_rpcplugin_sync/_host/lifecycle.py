@@ -1,0 +1,145 @@
+"""A host session's stages, the one table of their transitions, and what a failure means.
+
+``Lifecycle`` alone decides whether a failed call or a refused use raises
+``PluginClosed`` (the plugin is closed, has exited, or belongs to the process
+that forked us) or is the call's own error. It decides from the stage, which
+moves only on the session's own events (start, exit seen by the death watch,
+close, abandon), and from grpc status codes, never from grpc's message text.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from typing import TYPE_CHECKING, Protocol
+
+import grpc
+
+from .._errors import PluginClosed, RPCPluginError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+
+class Stage(enum.Enum):
+    NEW = "new"
+    STARTING = "starting"
+    RUNNING = "running"
+    EXITED = "exited"  # the plugin went away while running; close() is still due
+    CLOSED = "closed"
+    ABANDONED = "abandoned"  # after a fork: the plugin belongs to the parent
+
+
+class Event(enum.Enum):
+    START = "start"
+    STARTED = "started"
+    START_FAILED = "start failed"
+    EXIT = "exit"  # the death watch saw the plugin's process end
+    CLOSE = "close"
+    ABANDON = "abandon"
+
+
+S, E = Stage, Event
+# (stage, event) -> next stage. A pair not listed leaves the stage as it is
+# (an exit after close, a second close); abandon wins from every stage.
+TRANSITIONS: dict[tuple[Stage, Event], Stage] = {
+    (S.NEW, E.START): S.STARTING,
+    (S.NEW, E.CLOSE): S.CLOSED,
+    (S.STARTING, E.STARTED): S.RUNNING,
+    (S.STARTING, E.START_FAILED): S.CLOSED,
+    (S.RUNNING, E.EXIT): S.EXITED,
+    (S.RUNNING, E.CLOSE): S.CLOSED,
+    (S.EXITED, E.CLOSE): S.CLOSED,
+    **{(stage, E.ABANDON): S.ABANDONED for stage in Stage},
+}
+# Status codes of calls cut by a close or by the plugin's death.
+CUT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+
+
+class DeathWatch(Protocol):
+    """What watches the plugin's process: a spawned child, or a reattached pid."""
+
+    exited: threading.Event
+
+    def dying(self) -> bool | None:
+        """Whether the process began to exit; None where that cannot be told yet."""
+
+    def exit_details(self) -> tuple[int | None, str]:
+        """The exit code (None before exit) and the last lines of stderr."""
+
+
+class Lifecycle:
+    """The stage of one session; thread-safe, read without a lock on the call path."""
+
+    def __init__(self) -> None:
+        self.stage = Stage.NEW
+        self.watch: DeathWatch | None = None
+        self._lock = threading.Lock()
+
+    def advance(self, event: Event) -> Stage:
+        """Apply ``event``; the stage before it."""
+        with self._lock:
+            before = self.stage
+            self.stage = TRANSITIONS.get((before, event), before)
+            return before
+
+    @property
+    def usable(self) -> bool:
+        return self.stage is Stage.RUNNING
+
+    def call_failed(self, exc: BaseException, notice: float) -> PluginClosed | None:
+        """``PluginClosed`` if a call failed because the plugin is gone, else None.
+
+        While running, only a cut call (UNAVAILABLE, CANCELLED) can mean that; the
+        death watch then tells (waiting up to ``notice`` seconds for the exit, as
+        the plugin's sockets close a moment before its exit can be waited for).
+        """
+        if self.stage is Stage.RUNNING:
+            if not _cut(exc) or not self._confirm_exit(notice):
+                return None
+            self.advance(Event.EXIT)
+        error = self.refusal("call")
+        return error if isinstance(error, PluginClosed) else None
+
+    def _confirm_exit(self, notice: float) -> bool:
+        watch = self.watch
+        if watch is None:
+            return False
+        if watch.dying() is False:
+            return False  # alive: the application's own status, or the network's
+        return watch.exited.wait(notice)
+
+    def refusal(self, what: str, *, has_stub: bool = True) -> RPCPluginError:
+        """Why ``what`` (stub, channel, broker, ...) cannot be used now, as the error to raise."""
+        stage = self.stage
+        if stage is Stage.ABANDONED:  # first: after a fork, the stderr tail's lock may be held
+            return PluginClosed(
+                "this plugin belongs to the process that started it (abandoned after fork)",
+                hint="start a new PluginProcess in this process",
+            )
+        code, tail = self.watch.exit_details() if self.watch is not None else (None, "")
+        if stage is Stage.EXITED:
+            return PluginClosed(
+                "the plugin has exited",
+                returncode=code,
+                stderr_tail=tail,
+                hint="it crashed or was killed; start a new PluginProcess",
+            )
+        if stage is Stage.CLOSED:
+            return PluginClosed("the plugin is closed", returncode=code)
+        if stage is not Stage.RUNNING:
+            return RPCPluginError(
+                "the plugin is not started",
+                hint="use 'with PluginProcess(...) as plugin:' or start()",
+            )
+        if not has_stub:
+            return RPCPluginError(
+                "no stub class was given",
+                hint=f"pass stub=YourStub, or use make_stub(YourStub) ({what})",
+            )
+        return RPCPluginError(f"the plugin cannot be used for {what} now")
+
+
+def _cut(exc: BaseException) -> bool:
+    code: Callable[[], object] | None = getattr(exc, "code", None)
+    return isinstance(exc, grpc.RpcError) and callable(code) and code() in CUT_CODES

@@ -1,0 +1,2 @@
+"""The go-plugin wire protocol without I/O: the handshake line, Go's parsing rules,
+reattach configurations and hclog records."""

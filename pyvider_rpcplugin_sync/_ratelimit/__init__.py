@@ -1,0 +1,1 @@
+"""The token bucket, and the grpc interceptors that take tokens from it."""
