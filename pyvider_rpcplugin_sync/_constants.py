@@ -112,6 +112,10 @@ DEFAULT_CONTROLLER_TIMEOUT: Final = 2.0
 DEFAULT_TERMINATE_GRACE: Final = 1.0
 DEFAULT_PING_TIMEOUT: Final = 5.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+# A call failed right after the plugin died: how long the death watch gets to confirm it.
+DEATH_NOTICE: Final = 0.5
+# After a failed TLS connect: how long a plain connect may take to show the peer listens.
+CONNECT_PROBE_TIMEOUT: Final = 0.5
 READER_JOIN_TIMEOUT: Final = 2.0
 STDERR_TAIL_LINES: Final = 50
 # go-plugin's stderr line buffer (client.go).

@@ -30,25 +30,17 @@ from typing import TYPE_CHECKING, Any, Unpack
 import grpc
 
 from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_TIMEOUT
-from ._host.channel import (
-    channel_options,
-    check_interceptors,
-    check_serving,
-    health_check,
-    intercepted,
-    open_channel,
-    route_to,
-    target_of,
-    wait_connected,
-)
+from ._host.channel import channel_options, check_interceptors, intercepted
 from ._host.env import make_socket_dir, plugin_environment
 from ._host.process import PluginProcess
+from ._host.start import session_security
 from ._plugin.server import PluginServer, Registrars
 from ._protocol.handshake import HandshakeConfig, HandshakeLine, validate_handshake
+from ._services.health import check_serving, health_check
+from ._transport.dial import Connection, dial
 
 if TYPE_CHECKING:
     from ._host.shared import ProcessOptions
-    from ._transport.tls.bridge import BridgeClient
     from ._transport.tls.certs import Identity
 
 __all__ = ["InProcessPlugin", "PluginProcessFactory", "serve_in_process"]
@@ -184,25 +176,25 @@ class _Held:
     def __init__(self, socket_dir: str | None) -> None:
         self.socket_dir = socket_dir
         self.server: PluginServer | None = None
-        self.bridge: BridgeClient | None = None
-        self.channel: grpc.Channel | None = None
+        self.connection: Connection | None = None
 
     def connect(
         self, line: HandshakeLine, identity: Identity | None, max_size: int, timeout: float
     ) -> grpc.Channel:
-        """The host's route and channel to the server, as ``PluginProcess`` makes them."""
-        route = route_to(line, identity, self.socket_dir)
-        self.bridge = route.bridge
-        options = channel_options(max_size, ())
-        channel = self.channel = open_channel(route.target, route.credentials, options)
-        wait_connected(channel, timeout, target_of(line.network, line.address), route)
-        return channel
+        """The host's channel to the server, dialed as ``PluginProcess`` dials."""
+        connection = self.connection = dial(
+            line.network,
+            line.address,
+            security=session_security(line, identity),
+            bridge_dir=lambda: self.socket_dir,
+            options=channel_options(max_size, ()),
+        )
+        connection.wait_ready(timeout)
+        return connection.channel
 
     def close(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
-        if self.bridge is not None:
-            self.bridge.close()
+        if self.connection is not None:
+            self.connection.close()
         if self.server is not None:
             self.server.stop()
         if self.socket_dir is not None:

@@ -182,10 +182,9 @@ class Broker:
         service_id = _check_id(service_id)
         network = self._network_or_raise()
         info = self._claim(service_id, timeout)
-        channel = network.dial(info, self._bridge_directory)
+        channel = network.dial(info, self._bridge_directory, self._forget_channel)
         with self._cond:
             if not self._closed:
-                channel._on_close = self._forget_channel
                 self._channels.add(channel)
                 return channel
         channel.close()

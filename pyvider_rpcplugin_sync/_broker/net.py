@@ -13,40 +13,21 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import grpc
 
 from .._constants import (
     NETWORK_TCP,
     NETWORK_UNIX,
-    TLS_SERVER_NAME,
-    UNLIMITED_MESSAGE_OPTIONS,
 )
 from .._errors import BrokerClosed, BrokerError
-from .._transport.guard import guarded_stream, guarded_unary
+from .._transport.dial import Connection, SessionSecurity, dial
+from .._transport.guard import GuardedChannel
 from .._transport.listener import Listener, bind, bind_bridged
 
 if TYPE_CHECKING:
-    from cryptography import x509
-
     from .._protos.goplugin_pb2 import ConnInfo
-    from .._transport.tls.bridge import BridgeClient
-    from .._transport.tls.certs import Identity
-
-
-@dataclass(frozen=True)
-class SessionSecurity:
-    """AutoMTLS of one plugin session: our identity, and the one peer certificate we trust."""
-
-    identity: Identity
-    peer_cert: x509.Certificate
-
-    @property
-    def bridged(self) -> bool:
-        from .._transport.tls.certs import needs_bridge
-
-        return needs_bridge(self.peer_cert)
 
 
 @dataclass(frozen=True)
@@ -74,7 +55,12 @@ class BrokerNetwork:
         credentials = plugin_server_credentials(security.peer_cert, security.identity)
         return bind(server, self.transport, self.environ, credentials)
 
-    def dial(self, info: ConnInfo, bridge_dir: Callable[[], str]) -> BrokeredChannel:
+    def dial(
+        self,
+        info: ConnInfo,
+        bridge_dir: Callable[[], str],
+        on_close: Callable[[BrokeredChannel], None],
+    ) -> BrokeredChannel:
         """A channel to the peer's brokered server described by ``info``; lazy, like Go's."""
         if info.network not in (NETWORK_UNIX, NETWORK_TCP) or not info.address:
             raise BrokerError(
@@ -82,64 +68,37 @@ class BrokerNetwork:
                 f"{info.network!r} (address {info.address!r})",
                 hint="the peer must announce a 'unix' or 'tcp' address",
             )
-        target = f"unix:{info.address}" if info.network == NETWORK_UNIX else info.address
-        security = self.security
-        if security is None:
-            channel = grpc.insecure_channel(target, options=UNLIMITED_MESSAGE_OPTIONS)
-            return BrokeredChannel(channel, info.service_id)
-        from .._transport.tls.certs import client_ssl_context, host_channel_credentials
-
-        if security.bridged:
-            from .._transport.tls.bridge import BridgeClient
-
-            context = client_ssl_context(security.identity, security.peer_cert)
-            bridge = BridgeClient(
-                info.network, info.address, context, bridge_dir(), name="tls-bridge-broker"
-            )
-            bridge.start()
-            channel = grpc.insecure_channel(bridge.target, options=UNLIMITED_MESSAGE_OPTIONS)
-            return BrokeredChannel(channel, info.service_id, bridge)
-        credentials = host_channel_credentials(security.peer_cert, security.identity)
-        options = (*UNLIMITED_MESSAGE_OPTIONS, ("grpc.ssl_target_name_override", TLS_SERVER_NAME))
-        channel = grpc.secure_channel(target, credentials, options=options)
-        return BrokeredChannel(channel, info.service_id)
+        connection = dial(
+            info.network,
+            info.address,
+            security=self.security,
+            bridge_dir=bridge_dir,
+            bridge_name="tls-bridge-broker",
+        )
+        return BrokeredChannel(connection, info.service_id, on_close)
 
 
-class BrokeredChannel(grpc.Channel):  # type: ignore[misc]
+class BrokeredChannel(GuardedChannel):
     """A ``grpc.Channel`` to a brokered server; ``close()`` also stops its TLS bridge.
 
-    The broker closes every channel it handed out when the session ends.
+    Stubs keep its multicallables: after ``close()`` (the channel's or the
+    session's) their calls raise ``BrokerClosed`` rather than grpc's bare
+    ``ValueError``. The broker closes every channel it handed out when the
+    session ends.
     """
 
     def __init__(
-        self, channel: grpc.Channel, service_id: int, bridge: BridgeClient | None = None
+        self,
+        connection: Connection,
+        service_id: int,
+        on_close: Callable[[BrokeredChannel], None] | None = None,
     ) -> None:
-        self._channel = channel
-        self._bridge = bridge
+        super().__init__(connection.channel, self._why)
+        self._connection = connection
         self.service_id = service_id
-        self._on_close: Callable[[BrokeredChannel], None] | None = None
+        self._on_close = on_close
         self._lock = threading.Lock()
         self._closed = False
-
-    def subscribe(self, callback: Callable[..., None], try_to_connect: bool = False) -> None:
-        self._channel.subscribe(callback, try_to_connect=try_to_connect)
-
-    def unsubscribe(self, callback: Callable[..., None]) -> None:
-        self._channel.unsubscribe(callback)
-
-    # Stubs keep these multicallables: after close() (the channel's or the session's)
-    # their calls raise BrokerClosed rather than grpc's bare ValueError.
-    def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return guarded_unary(self._channel.unary_unary(method, *args, **kwargs), self._why)
-
-    def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return guarded_stream(self._channel.unary_stream(method, *args, **kwargs), self._why)
-
-    def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return guarded_unary(self._channel.stream_unary(method, *args, **kwargs), self._why)
-
-    def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return guarded_stream(self._channel.stream_stream(method, *args, **kwargs), self._why)
 
     def _why(self, exc: BaseException) -> BrokerClosed | None:
         if not self._closed:
@@ -155,17 +114,12 @@ class BrokeredChannel(grpc.Channel):  # type: ignore[misc]
             if self._closed:
                 return
             self._closed = True
-        self._channel.close()
-        if self._bridge is not None:
-            self._bridge.close()
+        self._connection.close()
         if self._on_close is not None:
             self._on_close(self)
 
     def __enter__(self) -> BrokeredChannel:
         return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"<BrokeredChannel broker id {self.service_id}>"

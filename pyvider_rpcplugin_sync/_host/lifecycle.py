@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Protocol
 import grpc
 
 from .._errors import PluginClosed, RPCPluginError
+from .._transport.guard import CUT_CODES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -52,8 +53,6 @@ TRANSITIONS: dict[tuple[Stage, Event], Stage] = {
     (S.EXITED, E.CLOSE): S.CLOSED,
     **{(stage, E.ABANDON): S.ABANDONED for stage in Stage},
 }
-# Status codes of calls cut by a close or by the plugin's death.
-CUT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 class DeathWatch(Protocol):
@@ -87,27 +86,25 @@ class Lifecycle:
     def usable(self) -> bool:
         return self.stage is Stage.RUNNING
 
-    def call_failed(self, exc: BaseException, notice: float) -> PluginClosed | None:
-        """``PluginClosed`` if a call failed because the plugin is gone, else None.
-
-        While running, only a cut call (UNAVAILABLE, CANCELLED) can mean that; the
-        death watch then tells (waiting up to ``notice`` seconds for the exit, as
-        the plugin's sockets close a moment before its exit can be waited for).
+    def call_failed(self, exc: BaseException, notice: float) -> bool:
+        """Whether a failed call shows that the running plugin is gone (it then moves to
+        ``EXITED``): only a cut call (UNAVAILABLE, CANCELLED) can, and the death watch
+        must confirm it, waiting up to ``notice`` seconds for the exit, as the plugin's
+        sockets close a moment before its exit can be waited for.
         """
-        if self.stage is Stage.RUNNING:
-            if not _cut(exc) or not self._confirm_exit(notice):
-                return None
-            self.advance(Event.EXIT)
+        if self.stage is not Stage.RUNNING or not _cut(exc):
+            return False
+        watch = self.watch
+        if watch is None or watch.dying() is False:
+            return False  # alive: the application's own status, or the network's
+        if not watch.exited.wait(notice):
+            return False
+        return self.advance(Event.EXIT) is Stage.RUNNING
+
+    def closed_error(self) -> PluginClosed | None:
+        """The ``PluginClosed`` a failed call raises, or None while the plugin runs."""
         error = self.refusal("call")
         return error if isinstance(error, PluginClosed) else None
-
-    def _confirm_exit(self, notice: float) -> bool:
-        watch = self.watch
-        if watch is None:
-            return False
-        if watch.dying() is False:
-            return False  # alive: the application's own status, or the network's
-        return watch.exited.wait(notice)
 
     def refusal(self, what: str, *, has_stub: bool = True) -> RPCPluginError:
         """Why ``what`` (stub, channel, broker, ...) cannot be used now, as the error to raise."""

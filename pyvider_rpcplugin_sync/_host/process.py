@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 import grpc
 
 from .._constants import (
+    DEATH_NOTICE,
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PING_TIMEOUT,
@@ -37,20 +38,13 @@ from .._errors import (
 )
 from .._protocol.handshake import HandshakeConfig, HandshakeLine
 from .._protocol.reattach import ReattachConfig, reattach_version
+from .._services.health import check_serving, health_check
 from .._transport.guard import GuardedChannel, Translate
-from .channel import (
-    HostResources,
-    Route,
-    check_serving,
-    connect_failure,
-    health_check,
-    intercepted,
-    target_of,
-    unusable_error,
-)
+from .channel import HostResources, intercepted
 from .env import (
     command_argv,
 )
+from .lifecycle import Event, Lifecycle, Stage
 from .options import (
     ABANDONED,
     ClientInterceptor,
@@ -59,22 +53,19 @@ from .options import (
     channel_options_of,
     notify_exit,
 )
-from .platform import began_to_exit
 from .runner import Stdin
 from .start import LaunchSpec, launch, open_session, watch_reattached
 from .stdio import StderrLog, StdioSink, plugin_logger_name
 
 if TYPE_CHECKING:
     from .._broker.broker import Broker
-    from .._broker.net import SessionSecurity
     from .._ratelimit.bucket import TokenBucket
+    from .._transport.dial import SessionSecurity
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
-_NEW, _STARTING, _RUNNING, _CLOSED = "new", "starting", "running", "closed"
-# A failed call right after the plugin died: how long to wait for the reaper to notice
-# (the plugin's sockets close a moment before its exit can be waited for).
-_DEATH_NOTICE = 0.5
+# How long a failed call waits for the death watch to confirm an exit (the tests stretch it).
+_DEATH_NOTICE = DEATH_NOTICE
 
 
 class PluginProcess:
@@ -217,9 +208,7 @@ class PluginProcess:
         self._reattach: ReattachConfig | None = None
         self._credentials_given: grpc.ChannelCredentials | None = None
         self._lock = threading.RLock()
-        self._state = _NEW
-        self._dead = False
-        self._abandoned = False
+        self._life = Lifecycle()
         self._stub: Any = None
         self._channel: grpc.Channel | None = None
         self._res = HostResources()
@@ -235,54 +224,46 @@ class PluginProcess:
     @property
     def stub(self) -> Any:
         """The application stub made from ``stub=`` on the shared channel."""
-        stub = self._stub
-        if stub is None or self._dead:
-            raise self._unusable("stub")
+        stub = self._stub  # None unless running
+        if stub is None:
+            raise self._life.refusal("stub", has_stub=self._stub_cls is not None)
         return stub
 
     @property
     def channel(self) -> grpc.Channel:
         """The shared, thread-safe ``grpc.Channel`` (rate-limited if ``rate_limit`` was given)."""
-        channel = self._channel
-        if channel is None or self._dead:
-            raise self._unusable("channel")
+        channel = self._channel  # None unless running
+        if channel is None:
+            raise self._life.refusal("channel")
         return channel
 
     def make_stub(self, stub_class: Callable[[grpc.Channel], Any]) -> Any:
         """Another service's stub on the same channel."""
         return stub_class(self.channel)
 
-    def _unusable(self, what: str) -> RPCPluginError:
-        return unusable_error(
-            what,
-            child=self._res.child,
-            abandoned=self._abandoned,
-            dead=self._dead,
-            running=self._state == _RUNNING,
-            closed=self._state == _CLOSED,
-        )
-
     # --- start -------------------------------------------------------------------------
 
     def start(self) -> PluginProcess:
         """Spawn (or reattach), handshake and connect; raise a typed error on failure."""
         with self._lock:
-            if self._state != _NEW:
+            stage = self._life.stage
+            if stage is not Stage.NEW:
                 raise RPCPluginError(
-                    f"this PluginProcess is {self._state}",
+                    f"this PluginProcess is {stage.value}",
                     hint="a PluginProcess starts once; create a new one",
                 )
-            self._state = _STARTING
+            self._life.advance(Event.START)
             try:
                 if self._reattach is not None:
                     self._attach(self._reattach)
                 elif self._spec is not None:
                     self._spawn(self._spec)
             except BaseException:
-                self._state = _CLOSED
+                self._life.advance(Event.START_FAILED)
+                self._stub = self._channel = None
                 self._finalizer()
                 raise
-            self._state = _RUNNING
+            self._life.advance(Event.STARTED)
         logger.debug(
             "plugin %s running, pid %s, %s %s",
             self.logger.name,
@@ -303,12 +284,14 @@ class PluginProcess:
         )
         self.negotiated_version, self.handshake_line = launched.version, launched.line
         self._security = launched.security
-        self._connect(launched.line.network, launched.line.address, launched.route)
+        self._life.watch = self._res.child
+        self._connect(launched.line.network, launched.line.address)
 
     def _attach(self, config: ReattachConfig) -> None:
         self.negotiated_version = reattach_version(config, self._handshake.protocol_versions)
-        route = watch_reattached(config, self._res, self._exit_callback(), self._credentials_given)
-        self._connect(config.network, config.address, route)
+        watch_reattached(config, self._res, self._exit_callback())
+        self._life.watch = self._res.watch
+        self._connect(config.network, config.address)
 
     def _exit_callback(self) -> Callable[[int], None]:
         ref = weakref.ref(self)  # the watcher threads must not keep the host alive
@@ -316,10 +299,9 @@ class PluginProcess:
 
         def on_exit(code: int) -> None:
             plugin = ref()
-            if plugin is not None:
-                plugin._dead = True
-                if plugin._state == _RUNNING:
-                    logger.warning("plugin %s exited unexpectedly (code %s)", name, code)
+            if plugin is not None and plugin._life.advance(Event.EXIT) is Stage.RUNNING:
+                plugin._stub = plugin._channel = None
+                logger.warning("plugin %s exited unexpectedly (code %s)", name, code)
             if user is None:
                 return
             # Its own thread: a slow callback must not hold up the reaper (and close()).
@@ -332,17 +314,17 @@ class PluginProcess:
 
         return on_exit
 
-    def _connect(self, network: str, address: str, route: Route) -> None:
+    def _connect(self, network: str, address: str) -> None:
         self.network, self.address = network, address
         channel = open_session(
             self._res,
             network,
             address,
-            route,
+            security=self._security,
+            credentials=self._credentials_given,
             channel_options=self._channel_options,
             connect_timeout=self._connect_timeout,
             environ=self._spec.environ if self._spec is not None else {},
-            security=self._security,
             logger=self.logger,
             stdio=self._stdio,
             stderr_log=self._stderr_log,
@@ -351,9 +333,7 @@ class PluginProcess:
         shared = channel
         if self._interceptors:
             shared = intercepted(channel, self._interceptors)
-        shared = GuardedChannel(
-            shared, self._closed_translator(), intercepted=bool(self._interceptors)
-        )
+        shared = GuardedChannel(shared, self._closed_translator())
         self._channel = shared
         self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
 
@@ -364,29 +344,23 @@ class PluginProcess:
             plugin = ref()
             if plugin is None:
                 return PluginClosed("the plugin is closed")
-            return plugin._closed_error()
+            plugin._gone(exc)
+            return plugin._life.closed_error()
 
         return translate
 
-    def _closed_error(self) -> PluginClosed | None:
-        """Why a call failed, if the plugin is closed or dead; None when it is running."""
-        if self._state == _RUNNING and not self._dead:
-            res = self._res
-            if res.child is not None and began_to_exit(res.child.pid) is False:
-                return None  # alive: the application's own status, or the network's
-            exited = res.child.exited if res.child else res.watch.exited if res.watch else None
-            if exited is None or not exited.wait(_DEATH_NOTICE):
-                return None
-            self._dead = True  # the exit callback may still be on its way
-        error = self._unusable("call")
-        return error if isinstance(error, PluginClosed) else None
+    def _gone(self, exc: BaseException) -> bool:
+        """Whether a failed library or application call means the plugin is gone."""
+        if self._life.call_failed(exc, _DEATH_NOTICE):
+            self._stub = self._channel = None
+        return not self._life.usable
 
     @property
     def broker(self) -> Broker:
         """The session's GRPCBroker: serve callbacks to the plugin, dial its brokered servers."""
         broker = self._res.broker
-        if broker is None or self._dead or self._state != _RUNNING:
-            raise self._unusable("broker")
+        if broker is None or not self._life.usable:
+            raise self._life.refusal("broker")
         return broker
 
     @property
@@ -397,18 +371,15 @@ class PluginProcess:
 
     def ping(self, timeout: float = DEFAULT_PING_TIMEOUT) -> bool:
         """Health-check service "plugin"; True, or a typed error (PluginClosed, TransportError)."""
-        channel = self._res.channel
-        if channel is None or self._dead or self._state != _RUNNING:
-            raise self._unusable("ping")
+        connection = self._res.connection
+        if connection is None or not self._life.usable:
+            raise self._life.refusal("ping")
         try:
-            response = health_check(channel, timeout)
+            response = health_check(connection.channel, timeout)
         except grpc.RpcError as exc:
-            child = self._res.child
-            if self._dead or (child is not None and child.exited.wait(_DEATH_NOTICE)):
-                raise self._unusable("ping") from None
-            raise connect_failure(
-                exc, target_of(self.network or "", self.address or ""), tls=False
-            ) from None
+            if self._gone(exc):
+                raise self._life.refusal("ping") from None
+            raise connection.failure(exc) from None
         return check_serving(response)
 
     @property
@@ -433,7 +404,7 @@ class PluginProcess:
         if self._reattach is not None:
             return self._reattach
         if self.network is None or self.address is None:
-            raise self._unusable("reattach_config")
+            raise self._life.refusal("reattach_config")
         return ReattachConfig(
             network=self.network,
             address=self.address,
@@ -452,9 +423,9 @@ class PluginProcess:
         """
         grace = self._shutdown_grace if timeout is None else timeout
         with self._lock:
-            if self._state == _CLOSED:
+            if self._life.stage in (Stage.CLOSED, Stage.ABANDONED):
                 return
-            running, self._state = self._state == _RUNNING, _CLOSED
+            running = self._life.advance(Event.CLOSE) is Stage.RUNNING
             self._stub, self._channel = None, None
             try:
                 if running:
@@ -477,13 +448,13 @@ class PluginProcess:
         ``PluginClosed``. Takes no lock (a lock may have been held across the fork).
         ``SharedPlugin`` does this by itself after ``os.fork()``.
         """
-        self._abandoned = True
-        self._state, self._dead = _CLOSED, True
+        self._life.advance(Event.ABANDON)
+        self._stub = self._channel = None
         self._finalizer.detach()  # it would kill the parent's plugin
         ABANDONED.append(self)
 
     def __enter__(self) -> PluginProcess:
-        if self._state == _NEW:
+        if self._life.stage is Stage.NEW:
             self.start()
         return self
 
@@ -502,4 +473,4 @@ class PluginProcess:
 
     def __repr__(self) -> str:
         what = self._argv[0] if self._argv else f"reattach {self.address}"
-        return f"<PluginProcess {what!r} pid={self.pid} {self._state}>"
+        return f"<PluginProcess {what!r} pid={self.pid} {self._life.stage.value}>"

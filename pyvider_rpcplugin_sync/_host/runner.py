@@ -36,7 +36,7 @@ from .._constants import (
     STDERR_TAIL_LINES,
 )
 from .._errors import HandshakeError, PluginStartError, StartTimeout
-from .platform import own_group_options
+from .platform import began_to_exit, own_group_options
 from .platform import pidfd_open as _pidfd_open
 from .supervisor import release_group, watch_group
 
@@ -169,6 +169,13 @@ class Child:
     def stderr_tail(self) -> str:
         with self._tail_lock:
             return "\n".join(self._tail)
+
+    def dying(self) -> bool | None:
+        """Whether the plugin began to exit (None where ``/proc`` cannot tell)."""
+        return began_to_exit(self.pid)
+
+    def exit_details(self) -> tuple[int | None, str]:
+        return self.returncode, self.stderr_tail()
 
     # --- the handshake line ----------------------------------------------------------
 
@@ -355,6 +362,12 @@ class PidWatch:
                 except Exception:
                     logger.debug("plugin exit handler failed", exc_info=True)
                 return
+
+    def dying(self) -> bool | None:
+        return None  # not our child: only its exit tells
+
+    def exit_details(self) -> tuple[int | None, str]:
+        return None, ""
 
     def close(self, timeout: float) -> None:
         self._stop.set()

@@ -20,21 +20,21 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .._constants import PIPE_EOF_GRACE, REATTACH_POLL_INTERVAL
-from .._errors import PluginStartError, RPCPluginError
+from .._errors import PluginStartError, RPCPluginError, TLSError
 from .._protocol.handshake import (
     HandshakeConfig,
     HandshakeLine,
     parse_handshake,
     validate_handshake,
 )
-from .channel import HostResources, Route, open_channel, route_to, target_of, wait_connected
+from .._transport.dial import SessionSecurity, dial
+from .channel import HostResources
 from .env import make_socket_dir, plugin_environment, resolve_executable, verify_checksum
 from .runner import Child, PidWatch, Stdin, pid_alive
 from .stdio import StderrLog, StdioSink, StdioStream
 from .supervisor import watch_directory
 
 if TYPE_CHECKING:
-    from .._broker.net import SessionSecurity
     from .._protocol.reattach import ReattachConfig
     from .._transport.tls.certs import Identity
 
@@ -60,8 +60,7 @@ class Launched:
 
     line: HandshakeLine
     version: int
-    route: Route
-    security: SessionSecurity | None  # the session's identities, for brokered connections
+    security: SessionSecurity | None  # AutoMTLS: the main channel's and brokered ones'
 
 
 def launch(
@@ -104,24 +103,35 @@ def launch(
     line = parse_handshake(child.read_handshake(spec.start_timeout))
     res.adopt_socket(line)
     version = validate_handshake(line, handshake.protocol_versions)
-    route = route_to(line, identity, socket_dir)
-    res.bridge = route.bridge
-    security = None
-    if identity is not None:
-        from .._broker.net import SessionSecurity
-        from .._transport.tls.certs import peer_certificate_from_field
+    return Launched(line, version, session_security(line, identity))
 
-        security = SessionSecurity(identity, peer_certificate_from_field(line.server_cert))
-    return Launched(line, version, route, security)
+
+def session_security(line: HandshakeLine, identity: Identity | None) -> SessionSecurity | None:
+    """AutoMTLS (``identity`` given) pinned to field 6's certificate, or plaintext."""
+    if identity is None:
+        if line.server_cert:
+            raise TLSError(
+                "the plugin sent a certificate although AutoMTLS was not requested",
+                hint="use tls=True for this plugin",
+            )
+        return None
+    if not line.server_cert:
+        raise TLSError(
+            "the plugin ignored AutoMTLS: its handshake line has no certificate (field 6)",
+            hint="the plugin must support go-plugin AutoMTLS (PLUGIN_CLIENT_CERT), "
+            "or use tls=False",
+        )
+    from .._transport.tls.certs import peer_certificate_from_field
+
+    return SessionSecurity(identity, peer_certificate_from_field(line.server_cert))
 
 
 def watch_reattached(
     config: ReattachConfig,
     res: HostResources,
     on_exit: Callable[[int], None],
-    credentials: grpc.ChannelCredentials | None,
-) -> Route:
-    """Watch a reattached plugin's process (when it is not this one); the route to it."""
+) -> None:
+    """Watch a reattached plugin's process (when it is not this one)."""
     pid = config.pid
     if pid and pid != os.getpid():
         if not pid_alive(pid):
@@ -130,28 +140,34 @@ def watch_reattached(
                 hint="the plugin has exited; start it again",
             )
         res.watch = PidWatch(pid, on_exit, REATTACH_POLL_INTERVAL, name="reattached")
-    return Route(target_of(config.network, config.address), credentials)
 
 
 def open_session(
     res: HostResources,
     network: str,
     address: str,
-    route: Route,
     *,
+    security: SessionSecurity | None,
+    credentials: grpc.ChannelCredentials | None,
     channel_options: Sequence[tuple[str, Any]],
     connect_timeout: float,
     environ: Mapping[str, str],
-    security: SessionSecurity | None,
     logger: logging.Logger,
     stdio: tuple[StdioSink | None, StdioSink | None],
     stderr_log: StderrLog,
     name: str,
 ) -> grpc.Channel:
     """Connect to the plugin, open its broker and stdio streams; the raw channel."""
-    channel = res.channel = open_channel(route.target, route.credentials, channel_options)
+    connection = res.connection = dial(
+        network,
+        address,
+        security=security,
+        credentials=credentials,
+        bridge_dir=lambda: res.socket_dir,
+        options=channel_options,
+    )
     try:
-        wait_connected(channel, connect_timeout, target_of(network, address), route)
+        connection.wait_ready(connect_timeout)
     except RPCPluginError:
         child = res.child
         if child is not None and child.exited.wait(PIPE_EOF_GRACE):
@@ -163,6 +179,7 @@ def open_session(
         raise
     from .._services.broker import open_host_broker
 
+    channel = connection.channel
     res.broker = open_host_broker(channel, network, res.socket_dir, environ, security)
     res.stdio = StdioStream(channel, logger, *stdio, name=name, stderr_log=stderr_log)
     return channel

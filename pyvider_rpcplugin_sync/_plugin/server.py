@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from .._broker.broker import Broker
-from .._broker.net import BrokerNetwork, SessionSecurity
+from .._broker.net import BrokerNetwork
 from .._constants import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_MAX_WORKERS,
@@ -47,6 +47,7 @@ from .._services.broker import broker_handler
 from .._services.controller import controller_handler
 from .._services.health import add_health_service
 from .._services.stdio import StdioQueue, stdio_handler
+from .._transport.dial import SessionSecurity
 from .._transport.listener import Listener, bind, bind_bridged, choose_transport
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.server")

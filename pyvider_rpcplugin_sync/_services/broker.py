@@ -29,7 +29,7 @@ from .._constants import (
 from .._protos.goplugin_pb2 import ConnInfo
 
 if TYPE_CHECKING:
-    from .._broker.net import SessionSecurity
+    from .._transport.dial import SessionSecurity
 
 logger = logging.getLogger(__name__)
 

@@ -1,11 +1,17 @@
-"""grpc.health.v1.Health from grpcio-health-checking, SERVING under "plugin" and ""."""
+"""grpc.health.v1.Health from grpcio-health-checking: the plugin's servicer, SERVING under
+"plugin" and "", and the host's check of it."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from .._constants import HEALTH_SERVICE_NAME
+from .._constants import HEALTH_SERVICE, HEALTH_SERVICE_NAME
+from .._errors import RPCPluginError
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
 def add_health_service(server: grpc.Server) -> health.HealthServicer:
@@ -15,3 +21,27 @@ def add_health_service(server: grpc.Server) -> health.HealthServicer:
         servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
     return servicer
+
+
+def health_check(channel: grpc.Channel, timeout: float) -> Any:
+    """``grpc.health.v1.Health/Check`` of service "plugin"; raises ``grpc.RpcError``."""
+    check = channel.unary_unary(
+        f"/{HEALTH_SERVICE}/Check",
+        request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
+        response_deserializer=health_pb2.HealthCheckResponse.FromString,
+    )
+    # wait_for_ready=False: a refused connection or a failed TLS handshake fails at
+    # once, with grpc's reason, instead of waiting out the timeout.
+    request = health_pb2.HealthCheckRequest(service=HEALTH_SERVICE_NAME)
+    return check(request, timeout=timeout, wait_for_ready=False)
+
+
+def check_serving(response: Any) -> bool:
+    """True for SERVING; otherwise the error saying which status the plugin reports."""
+    if response.status != SERVING:
+        status = health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
+        raise RPCPluginError(
+            f"the plugin reports health status {status}",
+            hint="the plugin is up but says it cannot serve",
+        )
+    return True

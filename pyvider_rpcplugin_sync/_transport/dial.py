@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 # UNIMPLEMENTED, like a gRPC server without the health service): the one place a
 # grpc message is read, and only to word a start error better.
 _NOT_GRPC_WORDS = "http2 header with status"
+_LISTENING_HINT = "is the plugin listening on the address it printed?"
 _TLS_HINT = (
     "the plugin must trust PLUGIN_CLIENT_CERT and present the certificate of its handshake line"
 )
@@ -101,7 +102,9 @@ class Connection:
         if bridge is not None and bridge.last_failure is not None:
             phase, reason = bridge.last_failure
             if phase == "connect":
-                return TransportError(reason, hint="is the plugin listening on the address it printed?")
+                return TransportError(
+                    reason, hint="is the plugin listening on the address it printed?"
+                )
             return TLSError(reason, hint=_TLS_HINT)
         details = f"{exc.code().name}: {exc.details()}"
         if exc.code() == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -117,7 +120,7 @@ class Connection:
             )
         return TransportError(
             f"could not connect to the plugin at {self.target}: {details}",
-            hint="is the plugin listening on the address it printed?",
+            hint=_LISTENING_HINT,
         )
 
     def close(self) -> None:

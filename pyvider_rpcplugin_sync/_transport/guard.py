@@ -3,17 +3,14 @@ channel, the broker's session) is closed or dead raises the library's typed erro
 
 Stubs keep the multicallables of the channel they were built on. After ``close()``
 grpc's closed channel raises a bare ``ValueError``, and a call racing the plugin's
-death gets ``UNAVAILABLE`` before the reaper has noticed. ``GuardedChannel``
-wraps each multicallable in one thin call frame whose ``try`` costs nothing
-until something fails; only then is the host asked what the failure means
-(``benchmarks/bench_unary.py`` measures the frame against raw grpcio). This is
-not a grpc interceptor: no per-call objects, no continuation, no metadata copy.
-
-``future()`` results are guarded too (one proxy per future). Stream iterators
-are guarded only behind an interceptor (``rate_limit=``), which defers even the
-closed-channel error to the first message; elsewhere a stream that was open when
-the plugin died raises grpc's own error from its iterator, as a proxy there
-would cost a frame on every message.
+death gets ``UNAVAILABLE`` or ``CANCELLED`` before the death watch has noticed.
+``GuardedChannel`` wraps each multicallable in one thin call frame whose ``try``
+costs nothing until something fails; only then is the owner's ``translate``
+asked what the failure means (``benchmarks/bench_unary.py`` measures the frame
+against raw grpcio). This is not a grpc interceptor: no per-call objects, no
+continuation, no metadata copy. Every call shape is guarded the same way, with
+or without the application's interceptors: unary calls, ``with_call``,
+``future()`` results and the response iterators of streams.
 """
 
 from __future__ import annotations
@@ -29,41 +26,40 @@ from .._errors import RPCPluginError
 # BrokerClosed), or None when it is the call's own failure.
 Translate = Callable[[BaseException], RPCPluginError | None]
 
-# What a call on a closed channel says (grpc 1.5x-1.8x, blocking and streaming paths).
-_CLOSED_WORDS = ("closed channel", "Channel closed")
 # Status codes of calls cut by a close() or by the plugin's death.
-_CUT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+CUT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 
 
 def may_mean_closed(exc: BaseException) -> bool:
-    """Cheap first test: could this failure come from a closed channel or a dead plugin?"""
+    """Cheap first test: could this failure come from a closed channel or a dead plugin?
+
+    grpc raises ``ValueError`` for a call on a closed channel; whether the channel
+    was closed is the owner's to say, not the message's.
+    """
     if isinstance(exc, grpc.RpcError):
         code = getattr(exc, "code", None)
-        return callable(code) and code() in _CUT_CODES
-    return isinstance(exc, ValueError) and any(word in str(exc) for word in _CLOSED_WORDS)
+        return callable(code) and code() in CUT_CODES
+    return isinstance(exc, ValueError)
 
 
 class GuardedChannel(grpc.Channel):  # type: ignore[misc]
     """A ``grpc.Channel`` delegating to ``inner``; its multicallables translate closures."""
 
-    __slots__ = ("_inner", "_streams", "_translate")
-
-    def __init__(self, inner: grpc.Channel, translate: Translate, *, intercepted: bool) -> None:
+    def __init__(self, inner: grpc.Channel, translate: Translate) -> None:
         self._inner = inner
         self._translate = translate
-        self._streams = _GuardedStreaming if intercepted else _Streaming
 
     def unary_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return _UnaryUnary(self._inner.unary_unary(method, *args, **kwargs), self._translate)
 
     def unary_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._streams(self._inner.unary_stream(method, *args, **kwargs), self._translate)
+        return _Streaming(self._inner.unary_stream(method, *args, **kwargs), self._translate)
 
     def stream_unary(self, method: str, *args: Any, **kwargs: Any) -> Any:
         return _UnaryUnary(self._inner.stream_unary(method, *args, **kwargs), self._translate)
 
     def stream_stream(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        return self._streams(self._inner.stream_stream(method, *args, **kwargs), self._translate)
+        return _Streaming(self._inner.stream_stream(method, *args, **kwargs), self._translate)
 
     def subscribe(self, callback: Any, try_to_connect: bool = False) -> None:
         self._inner.subscribe(callback, try_to_connect)
@@ -79,16 +75,6 @@ class GuardedChannel(grpc.Channel):  # type: ignore[misc]
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
-
-
-def guarded_unary(multicallable: Any, translate: Translate) -> Any:
-    """A unary-unary or stream-unary multicallable whose closure failures are translated."""
-    return _UnaryUnary(multicallable, translate)
-
-
-def guarded_stream(multicallable: Any, translate: Translate) -> Any:
-    """A unary-stream or stream-stream multicallable: the call itself is translated."""
-    return _Streaming(multicallable, translate)
 
 
 class _Guarded:
@@ -144,27 +130,22 @@ class _UnaryUnary(_Guarded):
 
 
 class _Streaming(_Guarded):
-    """Unary-stream or stream-stream: the call itself fails on a closed channel."""
+    """Unary-stream or stream-stream: the call, and then each message of its iterator.
+
+    The call itself fails on a closed channel (or, behind an interceptor, at the
+    first message); a stream cut by the plugin's death fails in ``next``.
+    """
 
     __slots__ = ()
 
     def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         try:
-            return self._inner(request, *args, **kwargs)
+            return _Result(self._inner(request, *args, **kwargs), self._translate)
         except ValueError as exc:
             closed = self._closed(exc)
             if closed is None:
                 raise
             raise closed from None
-
-
-class _GuardedStreaming(_Streaming):
-    """Streams behind an interceptor: the iterator is guarded too."""
-
-    __slots__ = ()
-
-    def __call__(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        return _Result(super().__call__(request, *args, **kwargs), self._translate)
 
 
 class _Result(_Guarded):

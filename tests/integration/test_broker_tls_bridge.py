@@ -19,10 +19,11 @@ import pytest
 from cryptography import x509
 
 from pyvider_rpcplugin_sync import Broker
-from pyvider_rpcplugin_sync._broker.net import BrokerNetwork, SessionSecurity
+from pyvider_rpcplugin_sync._broker.net import BrokerNetwork
 from pyvider_rpcplugin_sync._constants import ENV_UNIX_SOCKET_DIR
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
 from pyvider_rpcplugin_sync._protos.goplugin_pb2 import ConnInfo
+from pyvider_rpcplugin_sync._transport.dial import SessionSecurity
 from pyvider_rpcplugin_sync._transport.tls.bridge import BridgeClient, BridgeServer, listen
 from pyvider_rpcplugin_sync._transport.tls.bridge_certs import go_style_identity
 from pyvider_rpcplugin_sync._transport.tls.certs import (

@@ -123,7 +123,8 @@ class BridgeClient(BridgeLoop):
     ``ssl_context`` comes from ``certs.client_ssl_context(identity, plugin_cert)``. Point
     the host's grpcio channel (insecure credentials) at ``target``. ``socket_dir``
     must be private (0700): whoever reaches the socket speaks to the plugin as the host.
-    The last failure to connect to or handshake with the plugin is in ``last_error``.
+    The last failure to connect to or handshake with the plugin is in ``last_error``,
+    and with its phase (``"connect"`` or ``"tls"``) in ``last_failure``.
     """
 
     def __init__(
@@ -152,7 +153,7 @@ class BridgeClient(BridgeLoop):
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path)
             raise
-        self.last_error: str | None = None
+        self.last_failure: tuple[str, str] | None = None
 
     @property
     def target(self) -> str:
@@ -170,7 +171,9 @@ class BridgeClient(BridgeLoop):
         code = tls_sock.connect_ex(self._sockaddr)
         if code not in (0, errno.EINPROGRESS):
             # Recorded before the host's connection closes: its caller may look at once.
-            self._record(f"could not connect to the plugin at {self.plugin}: {os.strerror(code)}")
+            self._record(
+                "connect", f"could not connect to the plugin at {self.plugin}: {os.strerror(code)}"
+            )
             tls_sock.close()
             sock.close()
             return None
@@ -188,16 +191,21 @@ class BridgeClient(BridgeLoop):
 
     def relay_failed(self, relay: Relay, phase: str, reason: str) -> None:
         if phase == "connect":
-            self._record(f"could not connect to the plugin at {self.plugin}: {reason}")
+            self._record("connect", f"could not connect to the plugin at {self.plugin}: {reason}")
         elif phase == "tls":
-            self._record(f"TLS handshake with the plugin at {self.plugin} failed: {reason}")
+            self._record("tls", f"TLS handshake with the plugin at {self.plugin} failed: {reason}")
         else:
             logger.warning("TLS bridge: %s: %s", relay.label, reason)
 
-    def _record(self, message: str) -> None:
+    @property
+    def last_error(self) -> str | None:
+        failure = self.last_failure
+        return failure[1] if failure is not None else None
+
+    def _record(self, phase: str, message: str) -> None:
         logger.warning("%s", message)
         with self._lock:
-            self.last_error = message
+            self.last_failure = (phase, message)
 
 
 def _bridge_socket_path(directory: str) -> str:
