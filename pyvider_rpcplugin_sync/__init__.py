@@ -29,6 +29,7 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._broker.broker import Broker, BrokeredServer
     from ._constants import DEFAULT_MAX_MESSAGE_SIZE
+    from ._host.config import CommandLauncher, HostConfig
     from ._host.process import PluginProcess
     from ._host.shared import SharedPlugin
     from ._plugin.serve import run_plugin, serve
@@ -43,7 +44,9 @@ _LAZY = {
     "Broker": "._broker.broker",
     "BrokeredServer": "._broker.broker",
     "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
+    "CommandLauncher": "._host.config",
     "HandshakeConfig": "._protocol.handshake",
+    "HostConfig": "._host.config",
     "PluginProcess": "._host.process",
     "PluginServer": "._plugin.server",
     "ReattachConfig": "._protocol.reattach",
@@ -59,6 +62,8 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_SIZE",
     "HandshakeConfig",
     # host side
+    "CommandLauncher",
+    "HostConfig",
     "PluginProcess",
     "ReattachConfig",
     "SharedPlugin",

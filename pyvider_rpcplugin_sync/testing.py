@@ -25,7 +25,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -40,7 +40,7 @@ from ._services.health import check_serving, health_check
 from ._transport.dial import Connection, dial
 
 if TYPE_CHECKING:
-    from ._host.shared import ProcessOptions
+    from ._host.config import HostConfig
     from ._transport.tls.certs import Identity
 
 __all__ = ["InProcessPlugin", "PluginProcessFactory", "serve_in_process"]
@@ -210,10 +210,16 @@ class PluginProcessFactory:
         self.made: list[PluginProcess] = []
 
     def __call__(
-        self, cmd: str | Sequence[str], *, start: bool = True, **options: Unpack[ProcessOptions]
+        self,
+        cmd: str | Sequence[str],
+        config: HostConfig | None = None,
+        *,
+        start: bool = True,
+        **options: Any,
     ) -> PluginProcess:
-        """A PluginProcess for ``cmd`` with ``options``; started unless ``start=False``."""
-        plugin = PluginProcess(cmd, **options)
+        """A PluginProcess for ``cmd`` with ``config`` and ``options`` (``HostConfig``
+        fields); started unless ``start=False``."""
+        plugin = PluginProcess(cmd, config, **options)
         self.made.append(plugin)
         return plugin.start() if start else plugin
 

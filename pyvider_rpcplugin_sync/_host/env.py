@@ -17,6 +17,7 @@ from .._constants import (
     ENV_MULTIPLEX_GRPC,
     ENV_TRANSPORT,
     ENV_UNIX_SOCKET_DIR,
+    ENV_UNIX_SOCKET_GROUP,
     MAX_UNIX_SOCKET_PATH,
     NETWORK_TCP,
     SOCKET_DIR_PREFIX,
@@ -24,6 +25,7 @@ from .._constants import (
 )
 from .._errors import PluginStartError, TransportError
 from .._protocol.handshake import HandshakeConfig, host_environment
+from .._transport.listener import share_with_group
 
 
 def command_argv(cmd: str | Sequence[str]) -> list[str]:
@@ -70,14 +72,29 @@ def verify_checksum(path: str, expected: str) -> None:
         )
 
 
-def make_socket_dir(transport: str | None) -> str | None:
-    """A private directory for the plugin's sockets (``mkdtemp``: mode 0700).
+def make_socket_dir(
+    transport: str | None, *, parent: str | None = None, group: str | None = None
+) -> str | None:
+    """A private directory for the plugin's sockets (``mkdtemp``: mode 0700), in
+    ``parent`` (default: the temp dir); shared with ``group`` (mode 0770) if given.
 
     None when it would be too long but ``transport`` is TCP: our plugins then
     need none, Go plugins fall back to their own temp dir.
     """
-    directory = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
+    try:
+        directory = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX, dir=parent)
+    except OSError as exc:
+        raise TransportError(
+            f"could not make the plugin's socket directory in {parent}: {exc.strerror or exc}",
+            hint="unix_socket_dir must name an existing directory this user can write",
+        ) from None
     if socket_dir_fits(directory):
+        if group is not None:
+            try:
+                share_with_group(directory, group, 0o770)
+            except BaseException:
+                shutil.rmtree(directory, ignore_errors=True)
+                raise
         return directory
     shutil.rmtree(directory, ignore_errors=True)
     if transport == NETWORK_TCP:
@@ -102,6 +119,7 @@ def plugin_environment(
     client_cert_pem: str | None,
     socket_dir: str | None,
     transport: str | None,
+    socket_group: str | None = None,
 ) -> dict[str, str]:
     """The plugin's environment: ``base`` (host env + ``env=``) plus go-plugin's variables."""
     env = host_environment(base, handshake, client_cert_pem=client_cert_pem, socket_dir=socket_dir)
@@ -110,6 +128,8 @@ def plugin_environment(
     env.pop(ENV_MULTIPLEX_GRPC, None)
     if env.get(ENV_UNIX_SOCKET_DIR) != socket_dir:
         env.pop(ENV_UNIX_SOCKET_DIR, None)
+    if socket_group is not None:
+        env[ENV_UNIX_SOCKET_GROUP] = socket_group
     if transport is not None:
         env[ENV_TRANSPORT] = transport  # ours honour it; Go plugins ignore it
     return env

@@ -10,6 +10,7 @@ close, abandon), and from grpc status codes, never from grpc's message text.
 from __future__ import annotations
 
 import enum
+import logging
 import threading
 from typing import TYPE_CHECKING, Protocol
 
@@ -20,6 +21,11 @@ from .._transport.guard import CUT_CODES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+logger = logging.getLogger("pyvider_rpcplugin_sync.host")
+
+# Objects that must never be finalized in this process: plugins abandoned after a fork.
+ABANDONED: list[object] = []
 
 
 class Stage(enum.Enum):
@@ -140,3 +146,11 @@ class Lifecycle:
 def _cut(exc: BaseException) -> bool:
     code: Callable[[], object] | None = getattr(exc, "code", None)
     return isinstance(exc, grpc.RpcError) and callable(code) and code() in CUT_CODES
+
+
+def notify_exit(callback: Callable[[int], None], code: int, name: str) -> None:
+    """Run the user's ``on_exit`` callback; what it raises is logged."""
+    try:
+        callback(code)
+    except Exception:
+        logger.exception("on_exit callback of plugin %s failed", name)

@@ -11,24 +11,17 @@ interceptors only when ``rate_limit`` or ``interceptors`` ask for them.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from .._constants import (
     DEATH_NOTICE,
-    DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PING_TIMEOUT,
-    DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_START_TIMEOUT,
-    NETWORK_TCP,
-    NETWORK_UNIX,
     PROTOCOL_GRPC,
     READER_JOIN_TIMEOUT,
 )
@@ -36,30 +29,21 @@ from .._errors import (
     PluginClosed,
     RPCPluginError,
 )
-from .._protocol.handshake import HandshakeConfig, HandshakeLine
+from .._protocol.handshake import HandshakeLine
 from .._protocol.reattach import ReattachConfig, reattach_version
 from .._services.health import check_serving, health_check
 from .._transport.guard import GuardedChannel, Translate
 from .channel import HostResources, intercepted
+from .config import HostConfig
 from .env import (
     command_argv,
 )
-from .lifecycle import Event, Lifecycle, Stage
-from .options import (
-    ABANDONED,
-    ClientInterceptor,
-    HostOptions,
-    call_interceptors,
-    channel_options_of,
-    notify_exit,
-)
-from .runner import Stdin
-from .start import LaunchSpec, launch, open_session, watch_reattached
-from .stdio import StderrLog, StdioSink, plugin_logger_name
+from .lifecycle import ABANDONED, Event, Lifecycle, Stage, notify_exit
+from .start import launch, open_session, watch_reattached
+from .stdio import StderrLog, plugin_logger_name
 
 if TYPE_CHECKING:
     from .._broker.broker import Broker
-    from .._ratelimit.bucket import TokenBucket
     from .._transport.dial import SessionSecurity
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
@@ -76,99 +60,19 @@ class PluginProcess:
 
     Args:
         cmd: the plugin command, an argv list or one string split like a shell would.
-        handshake: cookie and protocol versions; default: pyvider-rpcplugin's.
-        stub: a stub class (``KVStub``); ``plugin.stub`` is made from it on the channel.
-        tls: AutoMTLS (both sides verify); False for plaintext.
-        env: added to the host's own environment for the plugin.
-        cwd: the plugin's working directory.
-        start_timeout: seconds to wait for the handshake line.
-        shutdown_grace: seconds a plugin gets to exit after ``Shutdown`` on close.
-        connect_timeout: seconds to wait for the first connection to the plugin.
-        transport: ``"unix"`` or ``"tcp"``, asked of the plugin via ``PLUGIN_TRANSPORT``.
-        checksum: the SHA-256 digest (64 hex digits) the program file must have; checked
-            before it runs.
-        checksum_file: the file to checksum, when ``cmd[0]`` is an interpreter.
-        logger: where the plugin's stderr log lines go; default
-            ``pyvider_rpcplugin_sync.plugin.<name>``.
-        rate_limit: a ``TokenBucket`` every application call takes a token from.
-        rate_limit_mode: ``"wait"`` for a token, or ``"fail"`` with ``RateLimited``.
-        stdin: the plugin's stdin (default ``/dev/null``).
-        stdio_stdout: receives the bytes the plugin writes to its stdout (``StreamStdio``).
-        stdio_stderr: receives the bytes the plugin writes to ``sys.stderr`` (``StreamStdio``).
-        interceptors: client interceptors on the application's calls, outermost
-            first: grpc's (``grpc.UnaryUnaryClientInterceptor`` and the like) and
-            opentelemetry-instrumentation-grpc's ``client_interceptor()``. The
-            library's own calls (health, ``Shutdown``, stdio) do not pass through them.
-        channel_options: extra grpc channel options, e.g.
-            ``[("grpc.keepalive_time_ms", 10000), ("grpc.default_compression_algorithm", 2)]``;
-            message size keys given here replace ``max_message_size``.
-        max_message_size: the largest message, in bytes, sent or received; default
-            ``DEFAULT_MAX_MESSAGE_SIZE`` (2**31 - 1, as go-plugin's host), the same default
-            as ``PluginServer``.
-        on_exit: ``on_exit(returncode)``, called once from a library thread when the
-            plugin process exits for any reason (crash, kill, ``close``, failed start)
-            with its exit code (negative: killed by that signal; -1 for a reattached
-            plugin, whose code cannot be known). ``close`` returns after it ran.
-            Exceptions it raises are logged.
+        config: a ``HostConfig``; keyword arguments (any ``HostConfig`` field:
+            ``stub=``, ``tls=``, ``handshake=``, ``env=``, ``start_timeout=``,
+            ``launcher=``, ...) replace its fields.
     """
 
     def __init__(
-        self,
-        cmd: str | Sequence[str],
-        *,
-        handshake: HandshakeConfig | None = None,
-        stub: Callable[[grpc.Channel], Any] | None = None,
-        tls: bool = True,
-        env: Mapping[str, str] | None = None,
-        cwd: str | os.PathLike[str] | None = None,
-        start_timeout: float = DEFAULT_START_TIMEOUT,
-        shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE,
-        connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        transport: str | None = None,
-        checksum: str | None = None,
-        checksum_file: str | os.PathLike[str] | None = None,
-        logger: logging.Logger | None = None,
-        rate_limit: TokenBucket | None = None,
-        rate_limit_mode: str = "wait",
-        stdin: Stdin = None,
-        stdio_stdout: StdioSink | None = None,
-        stdio_stderr: StdioSink | None = None,
-        interceptors: Sequence[ClientInterceptor] = (),
-        channel_options: Sequence[tuple[str, Any]] = (),
-        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
-        on_exit: Callable[[int], None] | None = None,
+        self, cmd: str | Sequence[str], config: HostConfig | None = None, **options: Any
     ) -> None:
         self._argv = command_argv(cmd)
-        if transport not in (None, NETWORK_UNIX, NETWORK_TCP):
-            raise ValueError(f"transport must be 'unix', 'tcp' or None, not {transport!r}")
-        options = HostOptions(
-            handshake=handshake,
-            stub=stub,
-            shutdown_grace=shutdown_grace,
-            connect_timeout=connect_timeout,
-            logger=logger,
-            rate_limit=rate_limit,
-            rate_limit_mode=rate_limit_mode,
-            stdio_stdout=stdio_stdout,
-            stdio_stderr=stdio_stderr,
-            interceptors=interceptors,
-            channel_options=channel_options,
-            max_message_size=max_message_size,
-            on_exit=on_exit,
-        )
-        self._setup(options, plugin_logger_name(self._argv))
-        self._spec: LaunchSpec | None = LaunchSpec(
-            argv=self._argv,
-            # The host's environment is read now (when the object is built), then inherited.
-            environ={**os.environ, **(env or {})},
-            cwd=os.fspath(cwd) if cwd is not None else None,
-            stdin=stdin,
-            tls=tls,
-            transport=transport,
-            checksum=checksum,
-            checksum_file=os.fspath(checksum_file) if checksum_file is not None else None,
-            start_timeout=start_timeout,
-        )
+        self._config = config = HostConfig.of(config, options)
+        self._setup(config, plugin_logger_name(self._argv))
+        # The host's environment is read now (when the object is built), then inherited.
+        self._environ: dict[str, str] | None = config.plugin_base_environment()
 
     @classmethod
     def reattach(
@@ -176,35 +80,34 @@ class PluginProcess:
         config: ReattachConfig,
         *,
         credentials: grpc.ChannelCredentials | None = None,
-        **options: Unpack[HostOptions],
+        host_config: HostConfig | None = None,
+        **options: Any,
     ) -> PluginProcess:
         """A host for a plugin that already runs (no spawn, no handshake); start it with ``with``.
 
-        ``options`` are PluginProcess's (handshake, stub, logger, rate_limit, ...).
+        ``host_config`` and ``options`` are PluginProcess's (handshake, stub, logger,
+        rate_limit, ...); those about starting a process do not apply.
         As in go-plugin, AutoMTLS is impossible here (no certificates were
         exchanged); ``credentials`` are the application's own TLS, if any.
         ``close()`` calls ``Shutdown`` unless ``config.test``, and never signals
         the process: this host did not start it.
         """
         self = cls.__new__(cls)
-        self._argv, self._spec = [], None  # nothing to spawn
-        self._setup(options, f"pyvider_rpcplugin_sync.plugin.reattached_{config.pid or 0}")
+        self._argv, self._environ = [], None  # nothing to spawn
+        self._config = host = HostConfig.of(host_config, options)
+        self._setup(host, f"pyvider_rpcplugin_sync.plugin.reattached_{config.pid or 0}")
         self._reattach, self._credentials_given = config, credentials
         return self
 
-    def _setup(self, options: HostOptions, logger_name: str) -> None:
-        self._handshake = options.get("handshake") or HandshakeConfig()
-        self._stub_cls = options.get("stub")
-        self.logger = options.get("logger") or logging.getLogger(logger_name)
-        self._shutdown_grace = options.get("shutdown_grace", DEFAULT_SHUTDOWN_GRACE)
-        self._connect_timeout = options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
-        self._interceptors = call_interceptors(options)
-        self._channel_options = channel_options_of(options)
-        self._on_exit = options.get("on_exit")
+    def _setup(self, config: HostConfig, logger_name: str) -> None:
+        self._stub_cls = config.stub
+        self.logger = config.logger or logging.getLogger(logger_name)
+        self._interceptors = config.call_interceptors()
+        self._channel_options = config.resolved_channel_options()
         # One for the stderr pipe and StreamStdio's stderr: it logs each line once.
         self._stderr_log = StderrLog(self.logger)
         self._on_exit_thread: threading.Thread | None = None
-        self._stdio = (options.get("stdio_stdout"), options.get("stdio_stderr"))
+        self._stdio = (config.stdio_stdout, config.stdio_stderr)
         self._reattach: ReattachConfig | None = None
         self._credentials_given: grpc.ChannelCredentials | None = None
         self._lock = threading.RLock()
@@ -256,8 +159,8 @@ class PluginProcess:
             try:
                 if self._reattach is not None:
                     self._attach(self._reattach)
-                elif self._spec is not None:
-                    self._spawn(self._spec)
+                elif self._environ is not None:
+                    self._spawn(self._environ)
             except BaseException:
                 self._life.advance(Event.START_FAILED)
                 self._stub = self._channel = None
@@ -273,10 +176,11 @@ class PluginProcess:
         )
         return self
 
-    def _spawn(self, spec: LaunchSpec) -> None:
+    def _spawn(self, environ: dict[str, str]) -> None:
         launched = launch(
-            spec,
-            self._handshake,
+            self._argv,
+            environ,
+            self._config,
             self._res,
             stderr_log=self._stderr_log,
             on_exit=self._exit_callback(),
@@ -285,17 +189,17 @@ class PluginProcess:
         self.negotiated_version, self.handshake_line = launched.version, launched.line
         self._security = launched.security
         self._life.watch = self._res.child
-        self._connect(launched.line.network, launched.line.address)
+        self._connect(launched.network, launched.address)
 
     def _attach(self, config: ReattachConfig) -> None:
-        self.negotiated_version = reattach_version(config, self._handshake.protocol_versions)
+        self.negotiated_version = reattach_version(config, self._config.handshake.protocol_versions)
         watch_reattached(config, self._res, self._exit_callback())
         self._life.watch = self._res.watch
         self._connect(config.network, config.address)
 
     def _exit_callback(self) -> Callable[[int], None]:
         ref = weakref.ref(self)  # the watcher threads must not keep the host alive
-        user, name = self._on_exit, self.logger.name
+        user, name = self._config.on_exit, self.logger.name
 
         def on_exit(code: int) -> None:
             plugin = ref()
@@ -323,8 +227,8 @@ class PluginProcess:
             security=self._security,
             credentials=self._credentials_given,
             channel_options=self._channel_options,
-            connect_timeout=self._connect_timeout,
-            environ=self._spec.environ if self._spec is not None else {},
+            connect_timeout=self._config.connect_timeout,
+            environ=self._environ or {},
             logger=self.logger,
             stdio=self._stdio,
             stderr_log=self._stderr_log,
@@ -421,7 +325,7 @@ class PluginProcess:
 
         Idempotent and thread-safe; never raises for a plugin that misbehaves on the way out.
         """
-        grace = self._shutdown_grace if timeout is None else timeout
+        grace = self._config.shutdown_grace if timeout is None else timeout
         with self._lock:
             if self._life.stage in (Stage.CLOSED, Stage.ABANDONED):
                 return

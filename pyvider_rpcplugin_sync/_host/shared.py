@@ -15,24 +15,24 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Unpack
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from .._constants import (
-    DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_PING_TIMEOUT,
-    DEFAULT_START_TIMEOUT,
 )
 from .._errors import PluginClosed, RPCPluginError
-from .options import HostOptions
+from .config import HostConfig
+from .env import command_argv
 from .process import PluginProcess
 from .shared_live import Live, exit_code
+from .stdio import plugin_logger_name
 
 if TYPE_CHECKING:
-    from .runner import Stdin
+    pass
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.shared")
 _now = time.monotonic  # the backoff tests replace this clock
@@ -46,19 +46,6 @@ DEFAULT_HEALTH_TIMEOUT = 1.0
 _START_WAIT_SLACK = 5.0
 
 
-class ProcessOptions(HostOptions, total=False):
-    """The ``PluginProcess`` options that ``SharedPlugin`` uses for each plugin."""
-
-    tls: bool
-    env: Mapping[str, str] | None
-    cwd: str | os.PathLike[str] | None
-    start_timeout: float
-    transport: str | None
-    checksum: str | None
-    checksum_file: str | os.PathLike[str] | None
-    stdin: Stdin
-
-
 class SharedPlugin:
     """A plugin shared by every thread of a process: started on first use, restarted
     when it dies, replaced by a fresh one in a forked child, closed at exit.
@@ -70,21 +57,23 @@ class SharedPlugin:
     def __init__(
         self,
         cmd: str | Sequence[str],
+        config: HostConfig | None = None,
         *,
         restart_backoff: float = DEFAULT_RESTART_BACKOFF,
         max_restart_backoff: float = DEFAULT_MAX_RESTART_BACKOFF,
-        **options: Unpack[ProcessOptions],
+        **options: Any,
     ) -> None:
         if not 0 < restart_backoff <= max_restart_backoff:
             raise ValueError("need 0 < restart_backoff <= max_restart_backoff")
-        self._cmd, self._options = cmd, options
-        # Checks the options now rather than at the first request; starts nothing.
-        self.name = PluginProcess(cmd, **options).logger.name.rsplit(".", 1)[-1]
+        # Checked now rather than at the first request; starts nothing.
+        self._cmd, self._config = command_argv(cmd), HostConfig.of(config, options)
+        logger_name = (
+            self._config.logger.name if self._config.logger else plugin_logger_name(self._cmd)
+        )
+        self.name = logger_name.rsplit(".", 1)[-1]
         self._backoff = (restart_backoff, max_restart_backoff)
         self._start_wait = (
-            _START_WAIT_SLACK
-            + options.get("start_timeout", DEFAULT_START_TIMEOUT)
-            + options.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
+            _START_WAIT_SLACK + self._config.start_timeout + self._config.connect_timeout
         )
         self._closed = False
         self._reset(os.getpid())
@@ -190,7 +179,7 @@ class SharedPlugin:
     def _start(self) -> PluginProcess:
         began = _now()
         try:
-            plugin = PluginProcess(self._cmd, **self._options).start()
+            plugin = PluginProcess(self._cmd, self._config).start()
         except BaseException as exc:
             with self._lock:
                 self._starting = False

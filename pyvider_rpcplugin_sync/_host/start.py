@@ -22,7 +22,6 @@ import grpc
 from .._constants import PIPE_EOF_GRACE, REATTACH_POLL_INTERVAL
 from .._errors import PluginStartError, RPCPluginError, TLSError
 from .._protocol.handshake import (
-    HandshakeConfig,
     HandshakeLine,
     parse_handshake,
     validate_handshake,
@@ -30,28 +29,14 @@ from .._protocol.handshake import (
 from .._transport.dial import SessionSecurity, dial
 from .channel import HostResources
 from .env import make_socket_dir, plugin_environment, resolve_executable, verify_checksum
-from .runner import Child, PidWatch, Stdin, pid_alive
+from .runner import Child, PidWatch, pid_alive
 from .stdio import StderrLog, StdioSink, StdioStream
 from .supervisor import watch_directory
 
 if TYPE_CHECKING:
     from .._protocol.reattach import ReattachConfig
     from .._transport.tls.certs import Identity
-
-
-@dataclass(frozen=True)
-class LaunchSpec:
-    """How to start the plugin process: PluginProcess's spawn options, read once."""
-
-    argv: list[str]
-    environ: dict[str, str]  # the host's environment plus ``env=``, taken at construction
-    cwd: str | None
-    stdin: Stdin
-    tls: bool
-    transport: str | None
-    checksum: str | None
-    checksum_file: str | None
-    start_timeout: float
+    from .config import HostConfig
 
 
 @dataclass(frozen=True)
@@ -59,13 +44,16 @@ class Launched:
     """A plugin that printed a valid handshake line, not yet connected."""
 
     line: HandshakeLine
+    network: str  # where the host dials: the line's, through the launcher's translation
+    address: str
     version: int
     security: SessionSecurity | None  # AutoMTLS: the main channel's and brokered ones'
 
 
 def launch(
-    spec: LaunchSpec,
-    handshake: HandshakeConfig,
+    argv: list[str],
+    environ: dict[str, str],
+    config: HostConfig,
     res: HostResources,
     *,
     stderr_log: StderrLog,
@@ -73,37 +61,46 @@ def launch(
     name: str,
 ) -> Launched:
     """Spawn the plugin and read its handshake line; raise a typed error on failure."""
-    if spec.checksum is not None:
-        path = spec.checksum_file or resolve_executable(spec.argv[0], spec.environ, spec.cwd)
-        verify_checksum(path, spec.checksum)
+    cwd = _path(config.cwd)
+    if config.checksum is not None:
+        path = _path(config.checksum_file) or resolve_executable(argv[0], environ, cwd)
+        verify_checksum(path, config.checksum)
     identity: Identity | None = None
-    if spec.tls:
+    if config.tls:
         from .._transport.tls.certs import generate_identity
 
         identity = generate_identity()
-    socket_dir = res.socket_dir = make_socket_dir(spec.transport)
+    socket_dir = res.socket_dir = make_socket_dir(
+        config.transport, parent=_path(config.unix_socket_dir), group=config.unix_socket_group
+    )
     if socket_dir is not None:
         watch_directory(socket_dir)  # removed by the supervisor if this host dies
     env = plugin_environment(
-        spec.environ,
-        handshake,
+        environ,
+        config.handshake,
         client_cert_pem=identity.cert_pem.decode("ascii") if identity else None,
         socket_dir=socket_dir,
-        transport=spec.transport,
+        socket_group=config.unix_socket_group,
+        transport=config.transport,
     )
     child = res.child = Child(
-        spec.argv,
+        config.launcher.command(argv),
         env=env,
-        cwd=spec.cwd,
-        stdin=spec.stdin,
+        cwd=cwd,
+        stdin=config.stdin,
         on_stderr_line=stderr_log,
         on_exit=on_exit,
         name=name,
     )
-    line = parse_handshake(child.read_handshake(spec.start_timeout))
+    line = parse_handshake(child.read_handshake(config.start_timeout))
     res.adopt_socket(line)
-    version = validate_handshake(line, handshake.protocol_versions)
-    return Launched(line, version, session_security(line, identity))
+    version = validate_handshake(line, config.handshake.protocol_versions)
+    network, address = config.launcher.host_address(line.network, line.address)
+    return Launched(line, network, address, version, session_security(line, identity))
+
+
+def _path(value: str | os.PathLike[str] | None) -> str | None:
+    return os.fspath(value) if value is not None else None
 
 
 def session_security(line: HandshakeLine, identity: Identity | None) -> SessionSecurity | None:

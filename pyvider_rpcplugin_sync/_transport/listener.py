@@ -135,7 +135,7 @@ def _bind_unix(
         listener = Listener(NETWORK_UNIX, path, owned_dir)
         group = environ.get(ENV_UNIX_SOCKET_GROUP)
         if group:
-            _share_with_group(path, group)
+            share_with_group(path, group)
         return listener
     except BaseException:
         if owned_dir is not None:
@@ -167,7 +167,7 @@ def bind_bridged(
         listener = Listener(bridge.network, bridge.address, owned_dir, bridge, backend_dir)
         group = environ.get(ENV_UNIX_SOCKET_GROUP)
         if group and transport == NETWORK_UNIX:
-            _share_with_group(listener.address, group)
+            share_with_group(listener.address, group)
         return listener
     except BaseException:
         shutil.rmtree(backend_dir, ignore_errors=True)
@@ -176,11 +176,12 @@ def bind_bridged(
         raise
 
 
-def _share_with_group(path: str, group: str) -> None:
+def share_with_group(path: str, group: str, mode: int = 0o660) -> None:
+    """Give ``path`` to ``group`` (a name or a number) with ``mode``."""
     try:
         gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
         os.chown(path, -1, gid)
-        os.chmod(path, 0o660)
+        os.chmod(path, mode)
     except (KeyError, OSError) as exc:
         raise TransportError(
             f"could not give socket {path} to group {group!r}: {exc}",
