@@ -83,7 +83,7 @@ def our_plugin(transport: str, tls: bool, **options: Any) -> Any:
 def raw_channel(
     network: str, address: str, credentials: grpc.ChannelCredentials | None = None
 ) -> grpc.Channel:
-    """A hand-written channel with the library host's options (as the dialer in _transport/dial.py makes it)."""
+    """A hand-written channel with the options the library's dialer (_transport/dial.py) uses."""
     target = f"unix:{address}" if network == "unix" else address
     if credentials is None:
         return grpc.insecure_channel(target, options=UNLIMITED_MESSAGE_OPTIONS)

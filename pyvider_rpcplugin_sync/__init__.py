@@ -108,11 +108,6 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-def _own(*names: type) -> None:
-    for exported in names:
-        exported.__module__ = __name__
-
-
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
@@ -127,18 +122,12 @@ def _installed_version() -> str:
         return "0+unknown"
 
 
-_own(
-    BrokerClosed,
-    BrokerError,
-    BrokerTimeout,
-    CodegenError,
-    HandshakeError,
-    PluginClosed,
-    PluginStartError,
-    ProtocolVersionError,
-    RateLimited,
-    RPCPluginError,
-    StartTimeout,
-    TLSError,
-    TransportError,
-)
+def _own_exported_classes() -> None:
+    """The errors (loaded already) report this package as their module in tracebacks."""
+    for name in __all__:
+        value = globals().get(name)
+        if isinstance(value, type):
+            value.__module__ = __name__
+
+
+_own_exported_classes()

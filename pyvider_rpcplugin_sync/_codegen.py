@@ -15,11 +15,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from ._constants import PROTOC_TIMEOUT
 from ._errors import CodegenError
 
 INSTALL_HINT = "pip install 'pyvider-rpcplugin-sync[codegen]'"
 # protoc on a few files takes well under a second; this only bounds a wedged one.
-PROTOC_TIMEOUT = 120.0
 
 
 def generate_stubs(

@@ -1,8 +1,10 @@
 """Protocol constants, environment variable names, default timeouts and sizes.
 
-Every tunable default of the library lives here so that there is one place to
-read them. Values that come from go-plugin cite the file they come from in
-``hashicorp/go-plugin`` (see shared/protocol.md).
+Every default a user can change (timeouts, graces, sizes, backoffs) lives here,
+so that there is one place to read them; buffer sizes and poll intervals that no
+option reaches stay beside the code they tune. Values that come from go-plugin
+cite the file they come from in ``hashicorp/go-plugin`` (docs/protocol.md says
+where each one acts on the wire).
 """
 
 from __future__ import annotations
@@ -117,6 +119,8 @@ DEATH_NOTICE: Final = 0.5
 # After a failed TLS connect: how long a plain connect may take to show the peer listens.
 CONNECT_PROBE_TIMEOUT: Final = 0.5
 READER_JOIN_TIMEOUT: Final = 2.0
+# The ssl bridge's TLS handshake with a P-521 peer.
+BRIDGE_HANDSHAKE_TIMEOUT: Final = 10.0
 STDERR_TAIL_LINES: Final = 50
 # go-plugin's stderr line buffer (client.go).
 STDERR_LINE_LIMIT: Final = 64 * 1024
@@ -126,6 +130,23 @@ TLS_SERVER_NAME: Final = "localhost"
 HANDSHAKE_LINE_LIMIT: Final = 64 * 1024
 # After the plugin exits (or closes its pipes), how long its output may take to reach EOF.
 PIPE_EOF_GRACE: Final = 0.5
+# --- SharedPlugin --------------------------------------------------------------
+
+# The first pause between start attempts; it doubles up to the maximum. A plugin that
+# ran at least the maximum before it died is restarted at once, on the next call.
+DEFAULT_RESTART_BACKOFF: Final = 0.1
+DEFAULT_MAX_RESTART_BACKOFF: Final = 5.0
+DEFAULT_HEALTH_TIMEOUT: Final = 1.0
+# Threads waiting for another thread's start wait this long beyond its own limits.
+START_WAIT_SLACK: Final = 5.0
+
+# --- testing and tools -----------------------------------------------------------
+
+# How long the processes of a closed plugin's group get to disappear (zombies being
+# reaped by init) before the fixture counts them as leaked.
+LEAK_GRACE: Final = 2.0
+PROTOC_TIMEOUT: Final = 120.0
+
 # A reattached plugin is not our child: its pid is probed this often (go-plugin: 1 s).
 REATTACH_POLL_INTERVAL: Final = 1.0
 

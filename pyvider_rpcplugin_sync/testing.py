@@ -29,9 +29,15 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PING_TIMEOUT
+from ._constants import (
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    DEFAULT_PING_TIMEOUT,
+    LEAK_GRACE,
+)
 from ._host.channel import channel_options, check_interceptors, intercepted
 from ._host.env import make_socket_dir, plugin_environment
+from ._host.platform import group_processes
 from ._host.process import PluginProcess
 from ._host.start import session_security
 from ._plugin.server import PluginServer, Registrars
@@ -45,9 +51,6 @@ if TYPE_CHECKING:
 
 __all__ = ["InProcessPlugin", "PluginProcessFactory", "serve_in_process"]
 
-# How long the processes of a closed plugin's group get to disappear (zombies being
-# reaped by init) before they count as leaked.
-LEAK_GRACE = 2.0
 _LEAK_POLL = 0.05
 
 
@@ -242,35 +245,10 @@ def _outliving_group(pgid: int) -> list[str]:
     """The processes of group ``pgid`` (a plugin's) still there after a short grace."""
     deadline = time.monotonic() + LEAK_GRACE
     while True:
-        members = _group_members(pgid)
+        members = group_processes(pgid)
         if not members or time.monotonic() >= deadline:
             return members
         time.sleep(_LEAK_POLL)  # not our children: nothing to wait on
-
-
-def _group_members(pgid: int) -> list[str]:
-    if not os.path.isdir("/proc/self"):
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return []
-        except PermissionError:
-            pass
-        return [f"process group {pgid}"]
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
-        state, _ppid, group = stat[stat.rindex(")") + 2 :].split()[:3]
-        if int(group) == pgid and state != "Z":
-            found.append(f"{entry} ({comm})")
-    return found
 
 
 def _kill_group(pgid: int) -> None:

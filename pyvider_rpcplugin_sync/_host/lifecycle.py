@@ -72,6 +72,9 @@ class DeathWatch(Protocol):
     def exit_details(self) -> tuple[int | None, str]:
         """The exit code (None before exit) and the last lines of stderr."""
 
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit code once the process exited (waiting up to ``timeout``), else None."""
+
 
 class Lifecycle:
     """The stage of one session; thread-safe, read without a lock on the call path."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from typing import Any
 
 from .._constants import ENV_POSIX_FALLBACKS
@@ -57,6 +58,37 @@ def own_group_options() -> dict[str, Any]:
 PF_EXITING = 0x4  # the kernel's flag of a task that began to exit (/proc/<pid>/stat)
 
 
+@dataclass(frozen=True)
+class ProcStat:
+    """The fields of ``/proc/<pid>/stat`` the library reads."""
+
+    comm: str
+    state: bytes
+    group: int
+    flags: int
+
+    @property
+    def exiting(self) -> bool:
+        """Whether the process began to exit (or is a zombie)."""
+        return self.state in (b"Z", b"X") or bool(self.flags & PF_EXITING)
+
+
+def parse_proc_stat(data: bytes) -> ProcStat:
+    """Parse ``/proc/<pid>/stat``; the command name may hold spaces and parentheses."""
+    close = data.rindex(b")")
+    comm = data[data.index(b"(") + 1 : close].decode("utf-8", "replace")
+    fields = data[close + 2 :].split(b" ", 7)
+    return ProcStat(comm, fields[0], int(fields[2]), int(fields[6]))
+
+
+def stat_of_fd(fd: int) -> ProcStat | None:
+    """The stat behind an fd from ``open_proc_stat``; None once the process is reaped."""
+    try:
+        return parse_proc_stat(os.pread(fd, 1024, 0))
+    except OSError:
+        return None
+
+
 def began_to_exit(pid: int) -> bool | None:
     """Whether ``pid`` began to exit; None where /proc cannot tell (then wait for the exit).
 
@@ -67,10 +99,41 @@ def began_to_exit(pid: int) -> bool | None:
     if fd < 0:
         return None
     try:
-        stat = os.pread(fd, 1024, 0)
-    except OSError:
-        return True  # reaped meanwhile
+        stat = stat_of_fd(fd)
     finally:
         os.close(fd)
-    fields = stat[stat.rindex(b")") + 2 :].split(b" ", 7)
-    return fields[0] in (b"Z", b"X") or bool(int(fields[6]) & PF_EXITING)
+    return True if stat is None else stat.exiting  # None: reaped meanwhile
+
+
+def group_processes(group: int) -> list[str]:
+    """The live processes of process group ``group`` ("pid (comm)"), zombies aside.
+
+    Without /proc, a signal 0 tells only whether the group exists.
+    """
+    if not os.path.isdir("/proc/self"):
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            pass
+        return [f"process group {group}"]
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = parse_proc_stat(handle.read())
+        except (OSError, ValueError):
+            continue
+        if stat.group == group and stat.state != b"Z":
+            found.append(f"{entry} ({stat.comm})")
+    return found
+
+
+def status_of(result: Any) -> int:
+    """A Popen-style return code from a ``waitid`` result: negative for a signal."""
+    if result.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
+        return -int(result.si_status)
+    return int(result.si_status)

@@ -298,6 +298,13 @@ class PluginProcess:
         child = self._res.child
         return child.returncode if child is not None and child.exited.is_set() else None
 
+    def wait_exit(self, timeout: float = 0) -> int | None:
+        """Wait up to ``timeout`` seconds for the plugin process to exit; its exit code
+        (negative: killed by that signal; -1 for a reattached plugin), or None while it
+        runs. Ends nothing: ``close`` does that."""
+        watch = self._life.watch
+        return watch.wait_exit(timeout) if watch is not None else None
+
     @property
     def stderr_tail(self) -> str:
         """The last lines the plugin wrote to stderr."""

@@ -36,7 +36,7 @@ from .._constants import (
     STDERR_TAIL_LINES,
 )
 from .._errors import HandshakeError, PluginStartError, StartTimeout
-from .platform import began_to_exit, own_group_options
+from .platform import began_to_exit, own_group_options, status_of
 from .platform import pidfd_open as _pidfd_open
 from .supervisor import release_group, watch_group
 
@@ -46,6 +46,7 @@ Stdin = int | IO[Any] | None
 _READ_CHUNK = 64 * 1024
 # Without a pidfd (not Linux) the handshake wait also polls the exit event this often.
 _EXIT_POLL = 0.05
+_EXITED_NOHANG = os.WEXITED | os.WNOHANG | os.WNOWAIT
 # How often a PidWatch with a pidfd checks whether it was closed.
 _PIDWATCH_WAKE = 0.25
 
@@ -139,7 +140,7 @@ class Child:
         try:
             result = os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
             if result is not None:
-                status = _status_of(result)
+                status = status_of(result)
         except ChildProcessError:
             status = self._proc.returncode  # reaped by someone else
         self._exit_status = status if status is not None else -1
@@ -173,6 +174,20 @@ class Child:
     def dying(self) -> bool | None:
         """Whether the plugin began to exit (None where ``/proc`` cannot tell)."""
         return began_to_exit(self.pid)
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """The exit code once the plugin exited (waiting up to ``timeout``), else None.
+
+        Asks the kernel too (without reaping), so an exit shows before the reaper ran.
+        """
+        if self.exited.wait(timeout) if timeout > 0 else self.exited.is_set():
+            return self.returncode
+        try:
+            result = os.waitid(os.P_PID, self.pid, _EXITED_NOHANG)
+        except ChildProcessError:  # reaped already (by the reaper, or someone else)
+            code = self.returncode
+            return code if code is not None else -1
+        return status_of(result) if result is not None else None
 
     def exit_details(self) -> tuple[int | None, str]:
         return self.returncode, self.stderr_tail()
@@ -317,13 +332,6 @@ class Child:
             self._finish()
 
 
-def _status_of(result: Any) -> int:
-    """A Popen-style return code from a ``waitid`` result: negative for a signal."""
-    if result.si_code in (os.CLD_KILLED, os.CLD_DUMPED):
-        return -int(result.si_status)
-    return int(result.si_status)
-
-
 class PidWatch:
     """Notices the exit of a process that is not our child (a reattached plugin).
 
@@ -365,6 +373,10 @@ class PidWatch:
 
     def dying(self) -> bool | None:
         return None  # not our child: only its exit tells
+
+    def wait_exit(self, timeout: float) -> int | None:
+        """-1 once the process exited (its code cannot be known), else None."""
+        return -1 if self.exited.wait(timeout) else None
 
     def exit_details(self) -> tuple[int | None, str]:
         return None, ""

@@ -22,7 +22,11 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .._constants import (
+    DEFAULT_HEALTH_TIMEOUT,
+    DEFAULT_MAX_RESTART_BACKOFF,
     DEFAULT_PING_TIMEOUT,
+    DEFAULT_RESTART_BACKOFF,
+    START_WAIT_SLACK,
 )
 from .._errors import PluginClosed, RPCPluginError
 from .config import HostConfig
@@ -36,14 +40,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.shared")
 _now = time.monotonic  # the backoff tests replace this clock
-
-# The first pause between start attempts; it doubles up to the maximum. A plugin that
-# ran at least the maximum before it died is restarted at once, on the next call.
-DEFAULT_RESTART_BACKOFF = 0.1
-DEFAULT_MAX_RESTART_BACKOFF = 5.0
-DEFAULT_HEALTH_TIMEOUT = 1.0
-# Threads waiting for another thread's start wait this long beyond its own limits.
-_START_WAIT_SLACK = 5.0
 
 
 class SharedPlugin:
@@ -73,7 +69,7 @@ class SharedPlugin:
         self.name = logger_name.rsplit(".", 1)[-1]
         self._backoff = (restart_backoff, max_restart_backoff)
         self._start_wait = (
-            _START_WAIT_SLACK + self._config.start_timeout + self._config.connect_timeout
+            START_WAIT_SLACK + self._config.start_timeout + self._config.connect_timeout
         )
         self._closed = False
         self._reset(os.getpid())

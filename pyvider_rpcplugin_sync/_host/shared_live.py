@@ -12,15 +12,13 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from .._constants import HEALTH_SERVICE, HEALTH_SERVICE_NAME
-from .platform import PF_EXITING, open_proc_stat, pidfd_open
+from .platform import open_proc_stat, pidfd_open, stat_of_fd
 from .process import PluginProcess
-from .runner import _status_of
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.shared")
 
 # After the plugin's connection broke: how long a call waits for the process to exit.
 _DEATH_WAIT = 0.5
-_EXITED_NOHANG = os.WEXITED | os.WNOHANG | os.WNOWAIT
 
 
 class Live:
@@ -42,21 +40,12 @@ class Live:
         """False once the process began to exit (or cannot be checked that way)."""
         if not self._use_stat:
             return not self.exited()
-        try:
-            stat = os.pread(self._stat, 1024, 0)
-        except OSError:  # reaped
-            return False
-        return not int(stat[stat.rindex(b")") + 2 :].split(b" ", 7)[6]) & PF_EXITING
+        stat = stat_of_fd(self._stat)
+        return stat is not None and not stat.exiting  # None: reaped
 
     def exited(self) -> bool:
         """Whether the process has exited (asks the kernel, without reaping it)."""
-        pid = self.plugin.pid
-        if self.plugin.returncode is not None or pid is None:
-            return True
-        try:
-            return os.waitid(os.P_PID, pid, _EXITED_NOHANG) is not None
-        except ChildProcessError:  # reaped already
-            return True
+        return self.plugin.pid is None or self.plugin.wait_exit(0) is not None
 
     def await_exit(self) -> None:
         """When the process shows signs of death, wait (bounded) for it to exit."""
@@ -64,9 +53,7 @@ class Live:
             return
         fd = pidfd_open(self.plugin.pid or 0)
         if fd is None:  # reaped already, or no pidfd: the reaper thread tells
-            child = self.plugin._res.child
-            if child is not None:
-                child.exited.wait(_DEATH_WAIT)
+            self.plugin.wait_exit(_DEATH_WAIT)
             return
         try:
             poller = select.poll()
@@ -114,11 +101,4 @@ class Live:
 
 def exit_code(plugin: PluginProcess) -> int | None:
     """The exit code of a plugin that exited, even before its watcher thread ran."""
-    code = plugin.returncode
-    if code is None and plugin.pid is not None:
-        try:
-            result = os.waitid(os.P_PID, plugin.pid, _EXITED_NOHANG)
-        except ChildProcessError:
-            return None
-        code = _status_of(result) if result is not None else None
-    return code
+    return plugin.wait_exit(0)

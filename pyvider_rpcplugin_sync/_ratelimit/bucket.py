@@ -170,16 +170,13 @@ class TokenBucket:
             self._tokens = tokens
             return False
 
-    def acquire(self, n: float = 1, timeout: float | None = None) -> None:
-        """Take ``n`` tokens, sleeping (outside the lock) until they are there.
+    def acquire(self, n: float = 1, timeout: float | None = None) -> float:
+        """Take ``n`` tokens, sleeping (outside the lock) until they are there; the
+        seconds it slept (a caller with a deadline can take them off it).
 
         Raises ``RateLimited`` at once, without sleeping and without taking
         anything, when the tokens cannot be had within ``timeout`` seconds.
         """
-        self._acquire(n, timeout)
-
-    def _acquire(self, n: float, timeout: float | None) -> float:
-        """acquire(), returning the seconds it slept (the interceptor shrinks deadlines)."""
         if not 0 < n <= self._capacity:
             raise self._bad_n(n)
         if timeout is not None:

@@ -178,7 +178,7 @@ class RateLimitClientInterceptor(
             return details
         timeout: float | None = details.timeout
         try:
-            waited = self._bucket._acquire(1, timeout)
+            waited = self._bucket.acquire(1, timeout)
         except RateLimited as error:
             raise RateLimited(f"{method}: {error.message}", hint=error.hint) from None
         if timeout is None or waited <= 0:

@@ -78,11 +78,18 @@ def choose_transport(requested: str | None, environ: Mapping[str, str]) -> str:
 def socket_path(directory: str) -> str:
     """A fresh socket path in ``directory``, checked against the sun_path limit."""
     path = os.path.join(directory, f"{SOCKET_FILE_PREFIX}{secrets.randbelow(10**9):09d}")
-    if len(os.fsencode(path)) > MAX_UNIX_SOCKET_PATH:
+    return checked_socket_path(
+        path, f"use a shorter {ENV_UNIX_SOCKET_DIR} or TMPDIR (e.g. /tmp), or the tcp transport"
+    )
+
+
+def checked_socket_path(path: str, hint: str) -> str:
+    """``path``, or a ``TransportError`` when it is over the sun_path limit."""
+    size = len(os.fsencode(path))
+    if size > MAX_UNIX_SOCKET_PATH:
         raise TransportError(
-            f"unix socket path is {len(os.fsencode(path))} bytes, over the "
-            f"{MAX_UNIX_SOCKET_PATH}-byte limit: {path}",
-            hint=f"use a shorter {ENV_UNIX_SOCKET_DIR} or TMPDIR (e.g. /tmp), or the tcp transport",
+            f"unix socket path is {size} bytes, over the {MAX_UNIX_SOCKET_PATH}-byte limit: {path}",
+            hint=hint,
         )
     return path
 

@@ -3,6 +3,7 @@ library reads or sets, every option of the public classes, every public name and
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from pathlib import Path
@@ -40,6 +41,8 @@ def test_every_environment_variable_is_in_the_configuration_reference() -> None:
 )
 def test_every_option_is_in_the_configuration_reference(target: type) -> None:
     parameters = set(inspect.signature(target).parameters) - {"registrars", "cmd", "options"}
+    if target is package.PluginProcess:  # **options: the fields of HostConfig
+        parameters |= {field.name for field in dataclasses.fields(package.HostConfig)}
     if target is package.SharedPlugin:  # **options: PluginProcess's, plus its own
         parameters = {"restart_backoff", "max_restart_backoff"}
     assert sorted(parameters - table_names("configuration.md")) == []

@@ -29,8 +29,8 @@ import struct
 import time
 from typing import Any
 
-from ..._constants import MAX_UNIX_SOCKET_PATH, NETWORK_UNIX, TLS_SERVER_NAME
-from ..._errors import TransportError
+from ..._constants import BRIDGE_HANDSHAKE_TIMEOUT, NETWORK_UNIX, TLS_SERVER_NAME
+from ..listener import checked_socket_path
 from .bridge_loop import (
     BridgeLoop,
     listen,
@@ -43,7 +43,7 @@ from .bridge_loop import (
 from .bridge_relay import Relay, logger
 
 # Connect + TLS handshake must finish within this long, or the connection is dropped.
-HANDSHAKE_TIMEOUT = 10.0
+HANDSHAKE_TIMEOUT = BRIDGE_HANDSHAKE_TIMEOUT
 BRIDGE_SOCKET_PREFIX = "tls-bridge-"
 
 __all__ = [
@@ -210,13 +210,7 @@ class BridgeClient(BridgeLoop):
 
 def _bridge_socket_path(directory: str) -> str:
     path = os.path.join(directory, f"{BRIDGE_SOCKET_PREFIX}{secrets.token_hex(4)}")
-    if len(os.fsencode(path)) > MAX_UNIX_SOCKET_PATH:
-        raise TransportError(
-            f"unix socket path is {len(os.fsencode(path))} bytes, over the "
-            f"{MAX_UNIX_SOCKET_PATH}-byte limit: {path}",
-            hint="use a shorter socket directory (e.g. under /tmp)",
-        )
-    return path
+    return checked_socket_path(path, "use a shorter socket directory (e.g. under /tmp)")
 
 
 def _peer_uid(sock: socket.socket) -> int | None:
