@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import time
 from collections.abc import Callable, Sequence
@@ -35,19 +34,16 @@ from ._constants import (
     DEFAULT_PING_TIMEOUT,
     LEAK_GRACE,
 )
-from ._host.channel import channel_options, check_interceptors, intercepted
+from ._host.config import HostConfig
 from ._host.env import make_socket_dir, plugin_environment
 from ._host.platform import group_processes
 from ._host.process import PluginProcess
-from ._host.start import session_security
+from ._host.start import Hooks, Launched, session_security
 from ._plugin.server import PluginServer, Registrars
 from ._protocol.handshake import HandshakeConfig, HandshakeLine, validate_handshake
-from ._services.health import check_serving, health_check
-from ._transport.dial import Connection, dial
 
 if TYPE_CHECKING:
-    from ._host.config import HostConfig
-    from ._transport.tls.certs import Identity
+    from ._host.channel import HostResources
 
 __all__ = ["InProcessPlugin", "PluginProcessFactory", "serve_in_process"]
 
@@ -56,49 +52,49 @@ _LEAK_POLL = 0.05
 
 class InProcessPlugin:
     """A plugin's registrars served by a ``PluginServer`` in this process, and a
-    host-side channel to it: the real handshake, socket, internal services and (with
-    ``tls``) AutoMTLS, without a subprocess. Made by ``serve_in_process``."""
+    host connected to it: the real handshake, socket, internal services and (with
+    ``tls``) AutoMTLS, without a subprocess. Made by ``serve_in_process``.
 
-    def __init__(
-        self,
-        server: PluginServer,
-        raw_channel: grpc.Channel,
-        channel: grpc.Channel,
-        stub: Any,
-        cleanup: Callable[[], None],
-    ) -> None:
+    The host is a ``PluginProcess`` whose plugin starts in this process, so its
+    channel, stub, broker and errors are a ``PluginProcess``'s."""
+
+    def __init__(self, host: PluginProcess, start: InProcess) -> None:
+        assert start.server is not None and host.handshake_line is not None
+        #: The host side: a started ``PluginProcess``.
+        self.host = host
         #: The ``PluginServer``, started.
-        self.server = server
-        #: The grpc channel to the server (thread-safe; interceptors applied).
-        self.channel = channel
-        self._raw_channel = raw_channel
-        self._stub = stub
-        self._cleanup: Callable[[], None] | None = cleanup
-        assert server.handshake_line is not None
+        self.server: PluginServer = start.server
+        self._start: InProcess | None = start
         #: The handshake line the server would print.
-        self.handshake_line: HandshakeLine = server.handshake_line
-        self.negotiated_version: int | None = server.negotiated_version
+        self.handshake_line: HandshakeLine = host.handshake_line
+        self.negotiated_version: int | None = host.negotiated_version
+
+    @property
+    def channel(self) -> grpc.Channel:
+        """The grpc channel to the server (thread-safe; interceptors applied)."""
+        return self.host.channel
 
     @property
     def stub(self) -> Any:
         """The stub made from ``stub=`` on ``channel``."""
-        if self._stub is None:
+        if self.host._stub_cls is None:
             raise AttributeError("no stub class was given: pass stub=, or use make_stub()")
-        return self._stub
+        return self.host.stub
 
     def make_stub(self, stub_class: Callable[[grpc.Channel], Any]) -> Any:
         """Another service's stub on the same channel."""
-        return stub_class(self.channel)
+        return self.host.make_stub(stub_class)
 
     def ping(self, timeout: float = DEFAULT_PING_TIMEOUT) -> bool:
         """Health check of service "plugin", as ``PluginProcess.ping``."""
-        return check_serving(health_check(self._raw_channel, timeout))
+        return self.host.ping(timeout)
 
     def close(self) -> None:
-        """Close the channel, stop the server, remove its socket directory. Idempotent."""
-        cleanup, self._cleanup = self._cleanup, None
-        if cleanup is not None:
-            cleanup()
+        """Close the host, stop the server, remove its socket directory. Idempotent."""
+        start, self._start = self._start, None
+        if start is not None:
+            self.host.close()
+            start.close()
 
     def __enter__(self) -> InProcessPlugin:
         return self
@@ -136,72 +132,74 @@ def serve_in_process(
     ``PluginServer``. ``tls`` is off by default, as in go-plugin's
     ``TestPluginGRPCConn``. Close the result, or use it as a context manager.
     """
-    handshake = handshake or HandshakeConfig()
-    host_interceptors = check_interceptors(interceptors)
-    identity = None
-    if tls:
-        from ._transport.tls.certs import generate_identity
-
-        identity = generate_identity()
-    held = _Held(make_socket_dir(transport))
-    environ = plugin_environment(
-        os.environ,
-        handshake,
-        client_cert_pem=identity.cert_pem.decode("ascii") if identity else None,
-        socket_dir=held.socket_dir,
+    config = HostConfig(
+        handshake=handshake or HandshakeConfig(),
+        stub=stub,
+        tls=tls,
         transport=transport,
+        interceptors=interceptors,
+        max_message_size=max_message_size,
+        connect_timeout=connect_timeout,
     )
+    start = InProcess(registrars, tuple(server_interceptors), server_options)
+    host = PluginProcess._started_by(start, config, "pyvider_rpcplugin_sync.plugin.in_process")
     try:
-        server = held.server = PluginServer(
-            registrars,
-            handshake=handshake,
+        host.start()
+    except BaseException:
+        start.close()
+        raise
+    return InProcessPlugin(host, start)
+
+
+class InProcess:
+    """A ``PluginServer`` in this process as the plugin of a ``PluginProcess``.
+
+    The host's start for ``serve_in_process``: the server is given the environment a
+    host gives its plugin, and its handshake line is validated as a spawned one's.
+    """
+
+    def __init__(
+        self,
+        registrars: Registrars,
+        server_interceptors: tuple[grpc.ServerInterceptor, ...],
+        server_options: dict[str, Any],
+    ) -> None:
+        self._registrars = registrars
+        self._interceptors = server_interceptors
+        self._options = server_options
+        self.server: PluginServer | None = None
+
+    def launch(self, res: HostResources, config: HostConfig, hooks: Hooks) -> Launched:
+        identity = None
+        if config.tls:
+            from ._transport.tls.certs import generate_identity
+
+            identity = generate_identity()
+        socket_dir = res.socket_dir = make_socket_dir(config.transport)  # removed by the host
+        environ = plugin_environment(
+            os.environ,
+            config.handshake,
+            client_cert_pem=identity.cert_pem.decode("ascii") if identity else None,
+            socket_dir=socket_dir,
+            transport=config.transport,
+        )
+        server = self.server = PluginServer(
+            self._registrars,
+            handshake=config.handshake,
             environ=environ,
-            tls=tls,
-            max_message_size=max_message_size,
-            interceptors=server_interceptors,
-            **server_options,
+            tls=config.tls,
+            max_message_size=config.max_message_size,
+            interceptors=self._interceptors,
+            **self._options,
         )
         line = server.start()
-        validate_handshake(line, handshake.protocol_versions)
-        channel = held.connect(line, identity, max_message_size, connect_timeout)
-    except BaseException:
-        held.close()
-        raise
-    shared = intercepted(channel, host_interceptors) if host_interceptors else channel
-    return InProcessPlugin(
-        server, channel, shared, stub(shared) if stub is not None else None, held.close
-    )
-
-
-class _Held:
-    """What an in-process plugin holds, released by ``close`` in reverse order."""
-
-    def __init__(self, socket_dir: str | None) -> None:
-        self.socket_dir = socket_dir
-        self.server: PluginServer | None = None
-        self.connection: Connection | None = None
-
-    def connect(
-        self, line: HandshakeLine, identity: Identity | None, max_size: int, timeout: float
-    ) -> grpc.Channel:
-        """The host's channel to the server, dialed as ``PluginProcess`` dials."""
-        connection = self.connection = dial(
-            line.network,
-            line.address,
-            security=session_security(line, identity),
-            bridge_dir=lambda: self.socket_dir,
-            options=channel_options(max_size, ()),
-        )
-        connection.wait_ready(timeout)
-        return connection.channel
+        version = validate_handshake(line, config.handshake.protocol_versions)
+        security = session_security(line, identity)
+        return Launched(line.network, line.address, version, line, security, environ=os.environ)
 
     def close(self) -> None:
-        if self.connection is not None:
-            self.connection.close()
         if self.server is not None:
             self.server.stop()
-        if self.socket_dir is not None:
-            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
 
 class PluginProcessFactory:

@@ -30,7 +30,7 @@ from .._errors import (
     RPCPluginError,
 )
 from .._protocol.handshake import HandshakeLine
-from .._protocol.reattach import ReattachConfig, reattach_version
+from .._protocol.reattach import ReattachConfig
 from .._services.health import check_serving, health_check
 from .._transport.guard import GuardedChannel, Translate
 from .channel import HostResources, intercepted
@@ -39,7 +39,7 @@ from .env import (
     command_argv,
 )
 from .lifecycle import ABANDONED, Event, Lifecycle, Stage, notify_exit
-from .start import launch, open_session, watch_reattached
+from .start import Hooks, Reattach, Spawn, Start, open_session
 from .stdio import StderrLog, plugin_logger_name
 
 if TYPE_CHECKING:
@@ -70,9 +70,9 @@ class PluginProcess:
     ) -> None:
         self._argv = command_argv(cmd)
         self._config = config = HostConfig.of(config, options)
-        self._setup(config, plugin_logger_name(self._argv))
         # The host's environment is read now (when the object is built), then inherited.
-        self._environ: dict[str, str] | None = config.plugin_base_environment()
+        spawn = Spawn(self._argv, config.plugin_base_environment())
+        self._setup(config, plugin_logger_name(self._argv), spawn)
 
     @classmethod
     def reattach(
@@ -92,14 +92,24 @@ class PluginProcess:
         ``close()`` calls ``Shutdown`` unless ``config.test``, and never signals
         the process: this host did not start it.
         """
+        host = HostConfig.of(host_config, options)
+        name = f"pyvider_rpcplugin_sync.plugin.reattached_{config.pid or 0}"
+        return cls._started_by(Reattach(config, credentials), host, name)
+
+    @classmethod
+    def _started_by(cls, start: Start, config: HostConfig, logger_name: str) -> PluginProcess:
+        """A host whose plugin comes from ``start`` (reattached, or in this process)."""
         self = cls.__new__(cls)
-        self._argv, self._environ = [], None  # nothing to spawn
-        self._config = host = HostConfig.of(host_config, options)
-        self._setup(host, f"pyvider_rpcplugin_sync.plugin.reattached_{config.pid or 0}")
-        self._reattach, self._credentials_given = config, credentials
+        self._argv = []  # nothing to spawn
+        self._config = config
+        self._setup(config, logger_name, start)
         return self
 
-    def _setup(self, config: HostConfig, logger_name: str) -> None:
+    def _setup(self, config: HostConfig, logger_name: str, start: Start) -> None:
+        self._start_with = start
+        self._reattach: ReattachConfig | None = (
+            start.config if isinstance(start, Reattach) else None
+        )
         self._stub_cls = config.stub
         self.logger = config.logger or logging.getLogger(logger_name)
         self._interceptors = config.call_interceptors()
@@ -108,8 +118,6 @@ class PluginProcess:
         self._stderr_log = StderrLog(self.logger)
         self._on_exit_thread: threading.Thread | None = None
         self._stdio = (config.stdio_stdout, config.stdio_stderr)
-        self._reattach: ReattachConfig | None = None
-        self._credentials_given: grpc.ChannelCredentials | None = None
         self._lock = threading.RLock()
         self._life = Lifecycle()
         self._stub: Any = None
@@ -157,10 +165,7 @@ class PluginProcess:
                 )
             self._life.advance(Event.START)
             try:
-                if self._reattach is not None:
-                    self._attach(self._reattach)
-                elif self._environ is not None:
-                    self._spawn(self._environ)
+                self._launch()
             except BaseException:
                 self._life.advance(Event.START_FAILED)
                 self._stub = self._channel = None
@@ -176,26 +181,26 @@ class PluginProcess:
         )
         return self
 
-    def _spawn(self, environ: dict[str, str]) -> None:
-        launched = launch(
-            self._argv,
-            environ,
-            self._config,
+    def _launch(self) -> None:
+        hooks = Hooks(self._exit_callback(), self._stderr_log, self._short_name)
+        launched = self._start_with.launch(self._res, self._config, hooks)
+        self.negotiated_version, self.handshake_line = launched.version, launched.line
+        self._life.watch = launched.watch
+        self.network, self.address = launched.network, launched.address
+        channel = open_session(
             self._res,
+            launched,
+            self._config,
+            logger=self.logger,
             stderr_log=self._stderr_log,
-            on_exit=self._exit_callback(),
             name=self._short_name,
         )
-        self.negotiated_version, self.handshake_line = launched.version, launched.line
-        self._security = launched.security
-        self._life.watch = self._res.child
-        self._connect(launched.network, launched.address)
-
-    def _attach(self, config: ReattachConfig) -> None:
-        self.negotiated_version = reattach_version(config, self._config.handshake.protocol_versions)
-        watch_reattached(config, self._res, self._exit_callback())
-        self._life.watch = self._res.watch
-        self._connect(config.network, config.address)
+        shared = channel
+        if self._interceptors:
+            shared = intercepted(channel, self._interceptors)
+        shared = GuardedChannel(shared, self._closed_translator())
+        self._channel = shared
+        self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
 
     def _exit_callback(self) -> Callable[[int], None]:
         ref = weakref.ref(self)  # the watcher threads must not keep the host alive
@@ -217,29 +222,6 @@ class PluginProcess:
             thread.start()
 
         return on_exit
-
-    def _connect(self, network: str, address: str) -> None:
-        self.network, self.address = network, address
-        channel = open_session(
-            self._res,
-            network,
-            address,
-            security=self._security,
-            credentials=self._credentials_given,
-            channel_options=self._channel_options,
-            connect_timeout=self._config.connect_timeout,
-            environ=self._environ or {},
-            logger=self.logger,
-            stdio=self._stdio,
-            stderr_log=self._stderr_log,
-            name=self._short_name,
-        )
-        shared = channel
-        if self._interceptors:
-            shared = intercepted(channel, self._interceptors)
-        shared = GuardedChannel(shared, self._closed_translator())
-        self._channel = shared
-        self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
 
     def _closed_translator(self) -> Translate:
         ref = weakref.ref(self)  # stubs must not keep the host alive

@@ -73,6 +73,7 @@ class SharedPlugin:
         )
         self._closed = False
         self._reset(os.getpid())
+        _install_process_hooks()
         _INSTANCES.add(self)
 
     def _reset(self, owner: int) -> None:
@@ -359,8 +360,18 @@ def _close_all() -> None:
             logger.warning("closing plugin %s at exit failed", shared.name, exc_info=True)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
-# atexit runs hooks last in, first out. A finalize registers weakref's hook first, so
-# _close_all (a graceful Shutdown) runs before the finalizers of PluginProcess (a kill).
-weakref.finalize(_close_all, lambda: None)
-atexit.register(_close_all)
+_hooks_lock = threading.Lock()
+_hooks: list[bool] = []
+
+
+def _install_process_hooks() -> None:
+    """The fork and exit hooks, installed with the first SharedPlugin (not at import)."""
+    with _hooks_lock:
+        if _hooks:
+            return
+        _hooks.append(True)
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+        # atexit runs hooks last in, first out. A finalize registers weakref's hook first,
+        # so _close_all (a graceful Shutdown) runs before the finalizers of PluginProcess.
+        weakref.finalize(_close_all, lambda: None)
+        atexit.register(_close_all)

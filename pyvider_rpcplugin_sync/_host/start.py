@@ -1,21 +1,27 @@
-"""A host's start sequence, apart from PluginProcess's state (protocol.md §2, §3.5, §4.1).
+"""How a host starts its session: three ways to get a plugin, one way to connect to it.
 
-``launch``: checksum, AutoMTLS identity, private socket directory, spawn,
-read and validate the handshake line, choose the route (direct or TLS bridge).
-``watch_reattached``: watch the process of a plugin started elsewhere.
-``open_session``: connect the channel, then open the broker and stdio
-streams a go-plugin host keeps for the plugin's lifetime. Each records what
-they create in ``HostResources``, so that a failure half-way is cleaned up
-by its ``release()``.
+Every way is a ``Start`` that yields the same ``Launched``: where to dial, the
+negotiated version, the session's AutoMTLS and one death watch.
+
+- ``Spawn``: checksum, AutoMTLS identity, private socket directory, the plugin's
+  environment, the process (through the user's ``CommandLauncher``), and its
+  handshake line read and validated;
+- ``Reattach``: a plugin started elsewhere, its pid watched;
+- ``InProcess``: a ``PluginServer`` in this process (``testing.serve_in_process``).
+
+``open_session`` then dials the plugin and opens the broker and stdio streams a
+go-plugin host keeps for the plugin's lifetime. Each step records what it
+creates in ``HostResources``, so that a failure half-way is cleaned up by its
+``release()``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
@@ -30,35 +36,83 @@ from .._transport.dial import SessionSecurity, dial
 from .channel import HostResources
 from .env import make_socket_dir, plugin_environment, resolve_executable, verify_checksum
 from .runner import Child, PidWatch, pid_alive
-from .stdio import StderrLog, StdioSink, StdioStream
+from .stdio import StderrLog, StdioStream
 from .supervisor import watch_directory
 
 if TYPE_CHECKING:
     from .._protocol.reattach import ReattachConfig
     from .._transport.tls.certs import Identity
     from .config import HostConfig
+    from .lifecycle import DeathWatch
 
 
 @dataclass(frozen=True)
 class Launched:
-    """A plugin that printed a valid handshake line, not yet connected."""
+    """A plugin that is there to be dialed, not yet connected."""
 
-    line: HandshakeLine
-    network: str  # where the host dials: the line's, through the launcher's translation
+    network: str  # where the host dials (for a spawned plugin: after the launcher's translation)
     address: str
     version: int
-    security: SessionSecurity | None  # AutoMTLS: the main channel's and brokered ones'
+    line: HandshakeLine | None = None  # None when reattached: no handshake line was read
+    security: SessionSecurity | None = None  # AutoMTLS: the main channel's and brokered ones'
+    credentials: grpc.ChannelCredentials | None = None  # a reattached plugin's own TLS
+    watch: DeathWatch | None = None
+    environ: Mapping[str, str] = field(default_factory=dict)  # what the broker's listeners read
 
 
-def launch(
+@dataclass(frozen=True)
+class Hooks:
+    """What a start reports to its host as it goes."""
+
+    on_exit: Callable[[int], None]
+    stderr_log: StderrLog
+    name: str
+
+
+class Start(Protocol):
+    """One way to get a plugin to dial."""
+
+    def launch(self, res: HostResources, config: HostConfig, hooks: Hooks) -> Launched: ...
+
+
+@dataclass(frozen=True)
+class Spawn:
+    """Run the plugin's command and read its handshake line."""
+
+    argv: list[str]
+    environ: dict[str, str]  # read when the host was built, then inherited
+
+    def launch(self, res: HostResources, config: HostConfig, hooks: Hooks) -> Launched:
+        return _spawn(self.argv, self.environ, config, res, hooks)
+
+
+@dataclass(frozen=True)
+class Reattach:
+    """A plugin started elsewhere (go-plugin's ``ReattachConfig``): no spawn, no handshake."""
+
+    config: ReattachConfig
+    credentials: grpc.ChannelCredentials | None
+
+    def launch(self, res: HostResources, config: HostConfig, hooks: Hooks) -> Launched:
+        from .._protocol.reattach import reattach_version
+
+        version = reattach_version(self.config, config.handshake.protocol_versions)
+        watch_reattached(self.config, res, hooks.on_exit)
+        return Launched(
+            self.config.network,
+            self.config.address,
+            version,
+            credentials=self.credentials,
+            watch=res.watch,
+        )
+
+
+def _spawn(
     argv: list[str],
     environ: dict[str, str],
     config: HostConfig,
     res: HostResources,
-    *,
-    stderr_log: StderrLog,
-    on_exit: Callable[[int], None],
-    name: str,
+    hooks: Hooks,
 ) -> Launched:
     """Spawn the plugin and read its handshake line; raise a typed error on failure."""
     cwd = _path(config.cwd)
@@ -88,15 +142,16 @@ def launch(
         env=env,
         cwd=cwd,
         stdin=config.stdin,
-        on_stderr_line=stderr_log,
-        on_exit=on_exit,
-        name=name,
+        on_stderr_line=hooks.stderr_log,
+        on_exit=hooks.on_exit,
+        name=hooks.name,
     )
     line = parse_handshake(child.read_handshake(config.start_timeout))
     res.adopt_socket(line)
     version = validate_handshake(line, config.handshake.protocol_versions)
     network, address = config.launcher.host_address(line.network, line.address)
-    return Launched(line, network, address, version, session_security(line, identity))
+    security = session_security(line, identity)
+    return Launched(network, address, version, line, security, watch=child, environ=environ)
 
 
 def _path(value: str | os.PathLike[str] | None) -> str | None:
@@ -141,30 +196,24 @@ def watch_reattached(
 
 def open_session(
     res: HostResources,
-    network: str,
-    address: str,
+    launched: Launched,
+    config: HostConfig,
     *,
-    security: SessionSecurity | None,
-    credentials: grpc.ChannelCredentials | None,
-    channel_options: Sequence[tuple[str, Any]],
-    connect_timeout: float,
-    environ: Mapping[str, str],
     logger: logging.Logger,
-    stdio: tuple[StdioSink | None, StdioSink | None],
     stderr_log: StderrLog,
     name: str,
 ) -> grpc.Channel:
     """Connect to the plugin, open its broker and stdio streams; the raw channel."""
     connection = res.connection = dial(
-        network,
-        address,
-        security=security,
-        credentials=credentials,
+        launched.network,
+        launched.address,
+        security=launched.security,
+        credentials=launched.credentials,
         bridge_dir=lambda: res.socket_dir,
-        options=channel_options,
+        options=config.resolved_channel_options(),
     )
     try:
-        connection.wait_ready(connect_timeout)
+        connection.wait_ready(config.connect_timeout)
     except RPCPluginError:
         child = res.child
         if child is not None and child.exited.wait(PIPE_EOF_GRACE):
@@ -177,6 +226,9 @@ def open_session(
     from .._services.broker import open_host_broker
 
     channel = connection.channel
-    res.broker = open_host_broker(channel, network, res.socket_dir, environ, security)
+    res.broker = open_host_broker(
+        channel, launched.network, res.socket_dir, launched.environ, launched.security
+    )
+    stdio = (config.stdio_stdout, config.stdio_stderr)
     res.stdio = StdioStream(channel, logger, *stdio, name=name, stderr_log=stderr_log)
     return channel

@@ -66,6 +66,7 @@ class _Supervisor:
             self.paths.discard(f"{kind[0]}+ {value}")
 
     def _start(self) -> bool:
+        _forget_in_forked_children()
         if not sys.executable:
             logger.debug("no sys.executable: plugins are not supervised against host death")
             return False
@@ -111,7 +112,13 @@ class _Supervisor:
 
 _former: list[subprocess.Popen[bytes]] = []
 _supervisor = _Supervisor()
-os.register_at_fork(after_in_child=_supervisor.forget)
+_fork_hook: list[bool] = []  # registered once, when the first supervisor starts
+
+
+def _forget_in_forked_children() -> None:
+    if not _fork_hook:
+        _fork_hook.append(True)
+        os.register_at_fork(after_in_child=_supervisor.forget)
 
 
 def watch_group(group: int) -> None:
