@@ -8,8 +8,8 @@ Writes ``<out>/latest.json`` (every sample summary, the machine, the verdicts),
 ``<out>/latest.md`` (the table as markdown) and, when matplotlib is importable,
 ``<out>/latest.png`` (the ratios). ``--out`` defaults to ``benchmarks/results``.
 
-Exit status with ``--quick``: 1 when a score is grossly past its budget (design.md
-§5: a ratio under 0.85 where the budget is 0.97 or 0.95, under 0.6 for the TLS
+Exit status with ``--quick``: 1 when a score is grossly past its budget
+(docs/performance.md: a ratio under 0.85 where the budget is 0.97 or 0.95, under 0.6 for the TLS
 bridge's 0.8 (its blocks are the noisiest), a cycle over 1.4x for 1.15x, an import
 over +40 ms, a token bucket over 6 us) in the first run *and* in an immediate re-run
 of that benchmark, or when one of our benchmarks fails; 0 otherwise. Plain budget
@@ -269,7 +269,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("host path: ours vs a raw channel to the same plugin process (host call path only).")
     if session.pyvider is None and session.pyvider_reason:
         print(f"pyvider-rpcplugin: {session.pyvider_reason}")
-    print("\nbudgets (design.md §5):")
+    print("\nbudgets (docs/performance.md):")
     print("\n".join(verdict_lines(rows)))
     gross = gross_failures(rows)
     own_errors = [e for e in session.errors if e["kind"] == "error"]

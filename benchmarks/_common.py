@@ -261,7 +261,7 @@ MET, MISSED, GROSS = "met", "missed", "GROSS"
 
 @dataclass(frozen=True)
 class Budget:
-    """A design.md §5 budget on a row's score, and the gross-regression line for --quick.
+    """A row's budget (docs/performance.md) and the gross-regression line for --quick.
 
     ``kind`` "min": the score must be at least ``limit`` (throughput ratios);
     "max": at most ``limit`` (time ratios, import deltas, ns per call).

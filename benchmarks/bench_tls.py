@@ -13,7 +13,7 @@ Each round runs one short block per variant, in rotating order, so drift hits al
 Printed: each variant's median calls/s (min-max), its ratio of medians to ``native``,
 and the median (min-max) over rounds of its calls/s divided by ``native``'s in the same
 round, which is the score (as in ``benchmarks/_common.py``).
-Budget (design.md §5): bridged >= 0.8x native for 64-byte calls.
+Budget (docs/performance.md): bridged >= 0.8x native for 64-byte calls.
 
     python -m benchmarks.bench_tls [--blocks N] [--calls N] [--big-calls N] [--transport unix|tcp]
 """

@@ -1,11 +1,11 @@
-"""PluginProcess: the host driver (protocol.md §2, §3.5, §4.1, §5).
+"""PluginProcess: the host of one plugin session (docs/internals/session.md).
 
-The start sequence is in ``start`` (spawn, handshake line, AutoMTLS,
-channel, broker and stdio streams); this class keeps the state, hands out
-stubs behind ``_transport.guard``'s closed-plugin translation, and closes with
-``Shutdown`` -> grace -> SIGTERM -> SIGKILL -> reap -> remove the socket dir.
-Between ``plugin.stub`` and the channel sits that one call frame, and grpc
-interceptors only when ``rate_limit`` or ``interceptors`` ask for them.
+How the plugin is had is a ``Start`` (``start``: spawn, reattach, in process);
+this class keeps the session's ``Lifecycle``, hands out stubs behind
+``_transport.guard``'s closed-plugin translation, and closes with ``Shutdown`` ->
+grace -> SIGTERM -> SIGKILL -> reap -> remove the socket dir. Between
+``plugin.stub`` and the channel sits that one call frame, and grpc interceptors
+only when ``rate_limit`` or ``interceptors`` ask for them.
 """
 
 from __future__ import annotations
@@ -25,26 +25,20 @@ from .._constants import (
     PROTOCOL_GRPC,
     READER_JOIN_TIMEOUT,
 )
-from .._errors import (
-    PluginClosed,
-    RPCPluginError,
-)
+from .._errors import PluginClosed, RPCPluginError
 from .._protocol.handshake import HandshakeLine
 from .._protocol.reattach import ReattachConfig
 from .._services.health import check_serving, health_check
 from .._transport.guard import GuardedChannel, Translate
 from .channel import HostResources, intercepted
 from .config import HostConfig
-from .env import (
-    command_argv,
-)
+from .env import command_argv
 from .lifecycle import ABANDONED, Event, Lifecycle, Stage, notify_exit
 from .start import Hooks, Reattach, Spawn, Start, open_session
 from .stdio import StderrLog, plugin_logger_name
 
 if TYPE_CHECKING:
     from .._broker.broker import Broker
-    from .._transport.dial import SessionSecurity
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
@@ -113,17 +107,14 @@ class PluginProcess:
         self._stub_cls = config.stub
         self.logger = config.logger or logging.getLogger(logger_name)
         self._interceptors = config.call_interceptors()
-        self._channel_options = config.resolved_channel_options()
         # One for the stderr pipe and StreamStdio's stderr: it logs each line once.
         self._stderr_log = StderrLog(self.logger)
         self._on_exit_thread: threading.Thread | None = None
-        self._stdio = (config.stdio_stdout, config.stdio_stderr)
         self._lock = threading.RLock()
         self._life = Lifecycle()
         self._stub: Any = None
         self._channel: grpc.Channel | None = None
         self._res = HostResources()
-        self._security: SessionSecurity | None = None
         self._finalizer = weakref.finalize(self, self._res.release)
         self.negotiated_version: int | None = None
         self.handshake_line: HandshakeLine | None = None

@@ -12,7 +12,7 @@ Cells of the interop matrix (docs/compatibility.md) for "our host -> Go plugin":
   that asking for TCP still yields unix, and checks the source says so.
 - AutoMTLS: the Go plugin serves a P-521 certificate, which PyPI grpcio cannot
   handshake with; the host reaches it through the ``ssl``-module TLS bridge
-  (design.md §4), fully mutual.
+  (docs/tls.md), fully mutual.
 
 Also here, because test_go_host.py has no AutoMTLS cell: the Go 1.0.1 *host* with
 AutoMTLS (a P-521 host certificate) loading our plugin, which serves it through the
