@@ -39,6 +39,7 @@ from .stdio import StderrLog, plugin_logger_name
 
 if TYPE_CHECKING:
     from .._broker.broker import Broker
+    from .._transport.dial import SessionSecurity
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
@@ -112,6 +113,7 @@ class PluginProcess:
         self._on_exit_thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._life = Lifecycle()
+        self._security: SessionSecurity | None = None  # the session's AutoMTLS, once started
         self._stub: Any = None
         self._channel: grpc.Channel | None = None
         self._res = HostResources()
@@ -176,7 +178,7 @@ class PluginProcess:
         hooks = Hooks(self._exit_callback(), self._stderr_log, self._short_name)
         launched = self._start_with.launch(self._res, self._config, hooks)
         self.negotiated_version, self.handshake_line = launched.version, launched.line
-        self._life.watch = launched.watch
+        self._security, self._life.watch = launched.security, launched.watch
         self.network, self.address = launched.network, launched.address
         channel = open_session(
             self._res,
