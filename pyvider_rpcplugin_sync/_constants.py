@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
-# --- handshake (protocol.md §2) ------------------------------------------------
+# --- handshake (docs/protocol.md §2-6) --------------------------------------------
 
 CORE_PROTOCOL_VERSION: Final = 1
 PROTOCOL_GRPC: Final = "grpc"
@@ -60,7 +60,7 @@ NO_PORT_SHARING: Final = (("grpc.so_reuseport", 0),)
 SOCKET_FILE_PREFIX: Final = "plugin"
 LOOPBACK_HOST: Final = "127.0.0.1"
 
-# --- gRPC services on the wire (protocol.md §4) ------------------------------
+# --- gRPC services on the wire (docs/protocol.md §8) ------------------------------
 
 HEALTH_SERVICE_NAME: Final = "plugin"
 BROKER_SERVICE: Final = "plugin.GRPCBroker"
@@ -78,7 +78,7 @@ INTERNAL_SERVICES: Final = frozenset(
     }
 )
 
-# --- GRPCBroker (protocol.md §4.3) ----------------------------------------------
+# --- GRPCBroker (docs/protocol.md §12) --------------------------------------------
 
 # go-plugin's Dial wait, and how long unclaimed connection info is kept.
 BROKER_DIAL_TIMEOUT: Final = 5.0

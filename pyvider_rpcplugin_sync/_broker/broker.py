@@ -1,4 +1,4 @@
-"""GRPCBroker: extra gRPC connections between host and plugin, by id (protocol.md §4.3).
+"""GRPCBroker: extra gRPC connections between host and plugin, by id (docs/protocol.md §12).
 
 One ``Broker`` per plugin session on each side (``plugin.broker`` on the
 host, the second argument of ``register(server, broker)`` in a plugin), with

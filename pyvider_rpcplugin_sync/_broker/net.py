@@ -1,4 +1,4 @@
-"""Where brokered servers listen and how brokered channels dial (protocol.md §3.5, §4.3).
+"""Where brokered servers listen and how brokered channels dial (docs/protocol.md §7, §12).
 
 A broker session is plaintext, or AutoMTLS with this side's identity and the
 peer's pinned certificate (the host's from ``PLUGIN_CLIENT_CERT``, the plugin's

@@ -1,6 +1,6 @@
 """The plugin side: ``PluginServer`` (embeddable) and ``serve`` (the process driver).
 
-Start-up order follows go-plugin's server.go (protocol.md §2.1): cookie,
+Start-up order follows go-plugin's server.go (docs/protocol.md §3): cookie,
 version, listener, services, then one handshake line on the real stdout.
 """
 

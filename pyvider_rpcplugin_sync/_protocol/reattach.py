@@ -1,4 +1,4 @@
-"""Reattach configurations: how to reach a plugin that is already running (protocol.md §5.3).
+"""Reattach configurations: how to reach a plugin that is already running (docs/protocol.md §15).
 
 Pure parsing, formatting and checks, no I/O. The JSON shape is go-plugin's
 ``ReattachConfig`` as Terraform serialises it in ``TF_REATTACH_PROVIDERS``::

@@ -1,1 +1,1 @@
-"""go-plugin's internal gRPC services, one module each (protocol.md §4)."""
+"""go-plugin's internal gRPC services, one module each (docs/protocol.md §8)."""

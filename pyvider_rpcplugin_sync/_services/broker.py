@@ -1,4 +1,4 @@
-"""plugin.GRPCBroker/StartStream: the connection-info stream of a session (protocol.md §4.3).
+"""plugin.GRPCBroker/StartStream: the connection-info stream of a session (docs/protocol.md §12).
 
 The host opens the stream right after connecting; connection info then flows
 both ways. What the peer sends is parked in the ``_broker.broker.Broker``;

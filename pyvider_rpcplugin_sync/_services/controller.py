@@ -1,4 +1,4 @@
-"""plugin.GRPCController: the host's graceful ``Shutdown`` (protocol.md §4.4)."""
+"""plugin.GRPCController: the host's graceful ``Shutdown`` (docs/protocol.md §10)."""
 
 from __future__ import annotations
 

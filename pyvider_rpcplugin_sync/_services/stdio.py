@@ -1,4 +1,4 @@
-"""plugin.GRPCStdio: forwards what the plugin writes after the handshake (protocol.md §4.5).
+"""plugin.GRPCStdio: forwards what the plugin writes after the handshake (docs/protocol.md §11).
 
 After the handshake, file descriptor 1 is pointed at a pipe that a daemon
 thread drains into a bounded queue, so a chatty plugin (C code and child

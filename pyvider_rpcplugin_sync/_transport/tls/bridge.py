@@ -1,4 +1,4 @@
-"""TLS bridge for peers whose certificate is P-521 (protocol.md §3.4-3.5, decision B).
+"""TLS bridge for peers whose certificate is P-521 (docs/protocol.md §7, docs/tls.md).
 
 PyPI grpcio's BoringSSL cannot do TLS 1.3 with a P-521 key on either side, and every
 Go go-plugin peer uses P-521 AutoMTLS certificates. A bridge terminates TLS with

@@ -3,7 +3,7 @@
 Debian packages go-plugin 1.0.1 only; what 1.5+ hosts do differently
 (``PLUGIN_UNIX_SOCKET_DIR``, ``StreamStdio`` with backpressure, the 7-field line
 with ``PLUGIN_MULTIPLEX_GRPC``, the 2 s kill) is modelled here from
-``hashicorp/go-plugin`` v1.8 and protocol.md. See ``host.FakeNewestHost``.
+``hashicorp/go-plugin`` v1.8 and docs/protocol.md. See ``host.FakeNewestHost``.
 """
 
 from .broker import accept_and_serve, encode_conn_info

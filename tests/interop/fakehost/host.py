@@ -2,7 +2,7 @@
 
 Go 1.5+ hosts cannot be built from Debian's packages, so this class does, step by
 step, what ``Client.Start``, ``Client.Client``, ``GRPCClient.Ping`` and
-``Client.Kill`` do (protocol.md §2, §4, §5):
+``Client.Kill`` do (docs/protocol.md §2-13):
 
 - environment: ``cmd.Env``, then the host's environment, then the plugin variables
   (Go keeps the *last* duplicate): cookie, ``PLUGIN_MIN_PORT``/``MAX_PORT``
