@@ -146,6 +146,9 @@ class HostConfig:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     on_exit: Callable[[int], None] | None = None
     launcher: CommandLauncher = DIRECT
+    # Derived once from the fields above (never given).
+    _limiter: ClientInterceptor | None = field(init=False, repr=False, default=None)
+    _grpc_options: tuple[tuple[str, Any], ...] = field(init=False, repr=False, default=())
 
     def __post_init__(self) -> None:
         if self.transport not in (None, NETWORK_UNIX, NETWORK_TCP):
@@ -158,8 +161,9 @@ class HostConfig:
             fix(self, name, os.fspath(value) if value is not None else None)
         fix(self, "interceptors", check_interceptors(self.interceptors))
         fix(self, "channel_options", tuple(self.channel_options))
-        # Fails now for a bad mode rather than at the first call.
+        # A bad mode or size fails now, not at the start or the first call.
         fix(self, "_limiter", rate_limit_interceptor(self.rate_limit, self.rate_limit_mode))
+        fix(self, "_grpc_options", channel_options(self.max_message_size, self.channel_options))
 
     @classmethod
     def of(cls, config: HostConfig | None, options: Mapping[str, Any]) -> HostConfig:
@@ -172,11 +176,13 @@ class HostConfig:
 
         Outermost first: a tracing span covers the time spent waiting for a token.
         """
-        limiter = getattr(self, "_limiter", None)
+        limiter = self._limiter
         return (*self.interceptors, *((limiter,) if limiter is not None else ()))
 
     def resolved_channel_options(self) -> tuple[tuple[str, Any], ...]:
-        return channel_options(self.max_message_size, self.channel_options)
+        """The channel's grpc options: message sizes (unless ``channel_options`` set them),
+        then ``channel_options``."""
+        return self._grpc_options
 
     def plugin_base_environment(self) -> dict[str, str]:
         """The plugin's environment before the protocol's variables: the host's (unless
