@@ -1,0 +1,71 @@
+// Command kvhost18 is a go-plugin 1.8 host for KV plugins (go-plugin's
+// examples/grpc protocol), configured as package kit describes.
+//
+// Usage: kvhost18 OP...   with OP one of: put KEY VALUE | get KEY
+//
+// One plugin session: Start, Client, Ping, Dispense, every OP in order, Kill.
+// Prints one JSON line: kit's report plus "results", one entry per OP with its
+// gRPC status code ("OK", "NotFound", ...) and, for get, the value. Exit 0 when
+// the session started (OP failures are in the results), else 1.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/hashicorp/go-plugin"
+	"google.golang.org/grpc/status"
+
+	"gointerop.example/go18/kit"
+	"gointerop.example/go18/kv"
+	"gointerop.example/go18/kvpb"
+)
+
+func main() {
+	h, err := kit.NewHost(plugin.PluginSet{kv.PluginName: &kv.Plugin{}})
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "kvhost18: %s\n", err)
+		os.Exit(2)
+	}
+	os.Exit(h.Finish(run(h, os.Args[1:])))
+}
+
+func run(h *kit.Host, args []string) error {
+	raw, err := h.Connect(kv.PluginName)
+	if err != nil {
+		return err
+	}
+	client := raw.(kvpb.KVClient)
+	var results []map[string]interface{}
+	h.Report["results"] = &results
+	for len(args) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		r := map[string]interface{}{"op": args[0]}
+		switch {
+		case args[0] == "put" && len(args) >= 3:
+			r["key"] = args[1]
+			_, err = client.Put(ctx, &kvpb.PutRequest{Key: args[1], Value: []byte(args[2])})
+			args = args[3:]
+		case args[0] == "get" && len(args) >= 2:
+			r["key"] = args[1]
+			var resp *kvpb.GetResponse
+			resp, err = client.Get(ctx, &kvpb.GetRequest{Key: args[1]})
+			if err == nil {
+				r["value"] = string(resp.Value)
+			}
+			args = args[2:]
+		default:
+			cancel()
+			return fmt.Errorf("bad operation %q", args)
+		}
+		cancel()
+		r["code"] = status.Code(err).String()
+		if err != nil {
+			r["error"] = status.Convert(err).Message()
+		}
+		results = append(results, r)
+	}
+	return nil
+}
