@@ -2,10 +2,10 @@
 
 ``go_bins`` builds ``tests/interop/go`` (kvhost, kvplugin, counterhost, counterplugin)
 against Debian's go-plugin 1.0.1 once per session; ``go_module_programs`` builds the Go
-module ``tests/interop/go18`` against go-plugin v1.8.0 or v1.6.0; ``interop_tool`` finds
-the tools ``make interop-deps`` builds (OpenTofu, Terraform providers). Without Go (or
-an unbuilt tool) the tests skip with the reason; with ``PYVIDER_REQUIRE_INTEROP=1``
-(``make interop``, CI) they fail instead. A build error always fails.
+module ``tests/interop/go18`` against go-plugin v1.8.0 or v1.6.0 (tools such as
+OpenTofu: ``interop_tools.require_tool``). Without Go the tests skip with the reason;
+with ``PYVIDER_REQUIRE_INTEROP=1`` (``make interop``, CI) they fail instead. A build
+error always fails.
 """
 
 from __future__ import annotations
@@ -88,16 +88,3 @@ def go_module_programs(
         return built[flavour]
 
     return programs
-
-
-def interop_tool(name: str) -> Path:
-    """A tool that ``make interop-deps`` builds (gomodules.TOOLS): its path, else skip
-    with the reason, or fail with ``PYVIDER_REQUIRE_INTEROP=1``."""
-    from gomodules import GoModuleError, tool_path
-
-    try:
-        return tool_path(name)
-    except GoModuleError as exc:
-        if interop_required():
-            pytest.fail(f"{REQUIRE_ENV}=1 but {exc}")
-        pytest.skip(str(exc))

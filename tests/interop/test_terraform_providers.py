@@ -22,10 +22,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import interop_tool
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from fakehost import MARKER_VAR
+from interop_tools import require_tool
 
 from pyvider_rpcplugin_sync.examples.terraform_host import (
     UNKNOWN,
@@ -43,7 +43,7 @@ def provider_env(marker: str, tmpdir_short: Path) -> Iterator[dict[str, str]]:
 
 
 def start(name: str, env: dict[str, str]) -> TerraformProvider:
-    return TerraformProvider(str(interop_tool(name)), env=env, start_timeout=60)
+    return TerraformProvider(str(require_tool(name)), env=env, start_timeout=60)
 
 
 def assert_p521(provider: TerraformProvider) -> None:
