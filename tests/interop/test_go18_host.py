@@ -27,6 +27,7 @@ from __future__ import annotations
 import grp
 import json
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -51,6 +52,7 @@ KILL_FALLBACK_MS = 2000  # go-plugin: 2 s after Shutdown, then SIGKILL
 FLAVOURS = ["go18", "go16"]  # go-plugin v1.8.0, v1.6.0
 MUX_REFUSED = "client requested gRPC broker multiplexing but plugin does not support the feature"
 BIG = "x" * 65536
+ONE_MIB = 1 << 20
 CELLS = [(transport, tls) for transport in ("unix", "tcp") for tls in (False, True)]
 CELL_IDS = [f"{transport}-{'automtls' if tls else 'plain'}" for transport, tls in CELLS]
 
@@ -129,16 +131,57 @@ def test_kv(
     cell: tuple[str, bool],
 ) -> None:
     ops = ["put", "greeting", "hello ✓", "put", "big", BIG, "put", "greeting", "again",
-           "get", "greeting", "get", "big", "get", "missing"]  # fmt: skip
+           "fill", "mib", str(ONE_MIB), "get", "greeting", "get", "big", "check", "mib",
+           str(ONE_MIB), "get", "missing"]  # fmt: skip
     transport, automtls = cell
     env = {"PLUGIN_TRANSPORT": transport, "GO18_AUTOMTLS": "1" if automtls else "0"}
     binary = go_module_programs(flavour)["kvhost18"]
     r = run_host(binary, KV_PLUGIN, ops, marker, tmpdir_short, **env).expect_ok()
     assert_clean_session(r, network=transport, automtls=automtls)
-    codes = [(x["op"], x["code"]) for x in r["results"]]
-    assert codes == [("put", "OK")] * 3 + [("get", "OK"), ("get", "OK"), ("get", "NotFound")]
-    assert [x.get("value") for x in r["results"][3:5]] == ["again", BIG]
-    assert "missing" in r["results"][5]["error"]
+    results = r["results"]
+    assert [x["code"] for x in results] == ["OK"] * 7 + ["NotFound"], results
+    assert [x.get("value") for x in results[4:6]] == ["again", BIG]
+    assert results[6]["verified"] is True and results[6]["size"] == ONE_MIB, results[6]
+    assert "missing" in results[7]["error"]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("versions", ["1,2", "2,1"])
+def test_version_negotiation(
+    go_module_programs: Programs, marker: str, tmpdir_short: Path, flavour: str, versions: str
+) -> None:
+    binary = go_module_programs(flavour)["kvhost18"]
+    ops = ["put", "k", "v", "get", "k"]
+    run = run_host(binary, KV_PLUGIN, ops, marker, tmpdir_short, GO18_VERSIONS=versions)
+    r = run.expect_ok()
+    assert r["negotiated_version"] == 1, r  # the plugin speaks 1: the highest common one
+    assert r["results"][1]["value"] == "v", r
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize(
+    "case",
+    [
+        ({"GO18_VERSIONS": "2,3"}, r"no common protocol version: the host offers \[2, 3\]"),
+        ({"GO18_COOKIE_VALUE": "wrong"}, r"this binary is a plugin"),
+    ],
+    ids=["no-common-version", "wrong-cookie"],
+)
+def test_refused_start(
+    go_module_programs: Programs,
+    marker: str,
+    tmpdir_short: Path,
+    flavour: str,
+    case: tuple[dict[str, str], str],
+) -> None:
+    """Our plugin refuses with its reason on stderr and exit 1; the host reports it."""
+    env, expected = case
+    binary = go_module_programs(flavour)["kvhost18"]
+    run = run_host(binary, KV_PLUGIN, ["get", "k"], marker, tmpdir_short, **env)
+    assert run.returncode == 1 and run.report["ok"] is False, run.describe()
+    assert run.report["error"].startswith("start: "), run.describe()
+    assert re.search(expected, run.report["error"] + run.stderr, re.I), run.describe()
+    assert run.report["plugin_alive_after_kill"] is False, run.describe()
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

@@ -28,8 +28,14 @@ import pytest
 from fakehost import MARKER_VAR
 from test_our_host_go import KV_HANDSHAKE, assert_graceful, exercise_kv, timed_close
 
-from pyvider_rpcplugin_sync import PluginProcess
-from pyvider_rpcplugin_sync.examples import counter_host, counter_pb2, counter_pb2_grpc, kv_pb2_grpc
+from pyvider_rpcplugin_sync import HandshakeConfig, PluginProcess, PluginStartError
+from pyvider_rpcplugin_sync.examples import (
+    counter_host,
+    counter_pb2,
+    counter_pb2_grpc,
+    kv_pb2,
+    kv_pb2_grpc,
+)
 from pyvider_rpcplugin_sync.examples.counter_plugin import COUNTER_HANDSHAKE
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(90)]
@@ -136,3 +142,34 @@ def test_brokered_callbacks_both_ways(
         assert first_id != second_id
         close_seconds = timed_close(plugin)
     assert_graceful(plugin, close_seconds)
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("versions", [(1, 2), (2, 1)], ids=["1,2", "2,1"])
+def test_version_negotiation(
+    go_module_programs: Programs,
+    marker: str,
+    tmpdir_short: Path,
+    flavour: str,
+    versions: tuple[int, ...],
+) -> None:
+    handshake = HandshakeConfig("BASIC_PLUGIN", "hello", versions)
+    binary = go_module_programs(flavour)["kvplugin18"]
+    with start(binary, marker, tmpdir_short, handshake=handshake, stub=kv_pb2_grpc.KVStub) as p:
+        assert p.negotiated_version == 1  # the Go plugin speaks 1: the highest common one
+        p.stub.Put(kv_pb2.PutRequest(key="k", value=b"v"), timeout=10)
+        assert p.stub.Get(kv_pb2.GetRequest(key="k"), timeout=10).value == b"v"
+    assert p.returncode == 0, p.stderr_tail
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_wrong_cookie(
+    go_module_programs: Programs, marker: str, tmpdir_short: Path, flavour: str
+) -> None:
+    wrong = HandshakeConfig("BASIC_PLUGIN", "not-hello", (1,))
+    plugin = start(go_module_programs(flavour)["kvplugin18"], marker, tmpdir_short, handshake=wrong)
+    with pytest.raises(PluginStartError) as caught:
+        plugin.start()
+    assert caught.value.returncode == 1, str(caught.value)
+    assert "This binary is a plugin" in str(caught.value)  # go-plugin's refusal, quoted
+    assert plugin.returncode == 1

@@ -15,6 +15,9 @@
 //	GO18_MULTIPLEX=1     ClientConfig.GRPCBrokerMultiplex
 //	GO18_HOST_LOG        file that receives the host's hclog output (JSON, level trace)
 //	GO18_START_TIMEOUT   StartTimeout as a Go duration (default 30s)
+//	GO18_COOKIE_VALUE    the host's magic cookie value (default hello; the plugins of
+//	                     this module always expect hello)
+//	GO18_VERSIONS        the host's app protocol versions, comma-separated (default 1)
 package kit
 
 import (
@@ -84,9 +87,21 @@ func NewHost(plugins plugin.PluginSet) (*Host, error) {
 		h.logFile = f
 		output = io.MultiWriter(h.log, f)
 	}
+	handshake := Handshake
+	if value, ok := os.LookupEnv("GO18_COOKIE_VALUE"); ok {
+		handshake.MagicCookieValue = value
+	}
+	versioned := map[int]plugin.PluginSet{}
+	for _, part := range strings.Split(envOr("GO18_VERSIONS", "1"), ",") {
+		v, err := strconv.Atoi(strings.TrimSpace(part))
+		if err != nil || v <= 0 {
+			return nil, fmt.Errorf("invalid GO18_VERSIONS %q", os.Getenv("GO18_VERSIONS"))
+		}
+		versioned[v] = plugins
+	}
 	config := &plugin.ClientConfig{
-		HandshakeConfig:     Handshake,
-		Plugins:             plugins,
+		HandshakeConfig:     handshake,
+		VersionedPlugins:    versioned,
 		AllowedProtocols:    []plugin.Protocol{plugin.ProtocolGRPC},
 		AutoMTLS:            os.Getenv("GO18_AUTOMTLS") == "1",
 		GRPCBrokerMultiplex: os.Getenv("GO18_MULTIPLEX") == "1",
@@ -117,6 +132,13 @@ func NewHost(plugins plugin.PluginSet) (*Host, error) {
 	h.Report["automtls"] = config.AutoMTLS
 	h.Client = plugin.NewClient(config)
 	return h, nil
+}
+
+func envOr(name, fallback string) string {
+	if value, ok := os.LookupEnv(name); ok {
+		return value
+	}
+	return fallback
 }
 
 // execCommand prefixes "exec " so that the plugin, not a shell, is the host's child.

@@ -1,18 +1,25 @@
 // Command kvhost18 is a go-plugin 1.8 host for KV plugins (go-plugin's
 // examples/grpc protocol), configured as package kit describes.
 //
-// Usage: kvhost18 OP...   with OP one of: put KEY VALUE | get KEY
+// Usage: kvhost18 OP...   with OP one of:
+//
+//	put KEY VALUE   store VALUE
+//	get KEY         read it back ("value" in the result)
+//	fill KEY N      store N bytes, every byte value in turn (i % 256)
+//	check KEY N     read KEY and compare it with what fill KEY N stored ("verified")
 //
 // One plugin session: Start, Client, Ping, Dispense, every OP in order, Kill.
 // Prints one JSON line: kit's report plus "results", one entry per OP with its
-// gRPC status code ("OK", "NotFound", ...) and, for get, the value. Exit 0 when
-// the session started (OP failures are in the results), else 1.
+// gRPC status code ("OK", "NotFound", ...). Exit 0 when the session started (OP
+// failures are in the results), else 1.
 package main
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/hashicorp/go-plugin"
@@ -56,6 +63,25 @@ func run(h *kit.Host, args []string) error {
 				r["value"] = string(resp.Value)
 			}
 			args = args[2:]
+		case (args[0] == "fill" || args[0] == "check") && len(args) >= 3:
+			r["key"] = args[1]
+			var n int
+			if n, err = strconv.Atoi(args[2]); err != nil || n < 0 {
+				cancel()
+				return fmt.Errorf("bad size %q", args[2])
+			}
+			want := pattern(n)
+			if args[0] == "fill" {
+				_, err = client.Put(ctx, &kvpb.PutRequest{Key: args[1], Value: want})
+			} else {
+				var resp *kvpb.GetResponse
+				resp, err = client.Get(ctx, &kvpb.GetRequest{Key: args[1]})
+				if err == nil {
+					r["verified"] = bytes.Equal(resp.Value, want)
+					r["size"] = len(resp.Value)
+				}
+			}
+			args = args[3:]
 		default:
 			cancel()
 			return fmt.Errorf("bad operation %q", args)
@@ -68,4 +94,13 @@ func run(h *kit.Host, args []string) error {
 		results = append(results, r)
 	}
 	return nil
+}
+
+// pattern is n bytes cycling through every byte value.
+func pattern(n int) []byte {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(i % 256)
+	}
+	return b
 }
