@@ -167,7 +167,99 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     (FAKE_HOST, "wrong cookie"): (FK + "test_fake_newest_host_wrong_cookie",),
 }
 
-# Runs in a subprocess: collect tests/interop, report every node and its xfail mark.
+# --- real go-plugin 1.8.0 and 1.6.0 Go programs (tests/interop/go18) ---
+H18 = "tests/interop/test_go18_host.py::"
+O18 = "tests/interop/test_our_host_go18.py::"
+GO_PLUGIN_MODULES = {"1.8.0": "go18", "1.6.0": "go16"}
+
+
+def _go_module_cells(version: str, flavour: str) -> dict[tuple[str, str], tuple[str, ...]]:
+    host = f"Go go-plugin {version} host → our plugin"
+    ours = f"our host → Go go-plugin {version} plugin"
+    cb = ", brokered callbacks"
+
+    def kv(cell: str) -> str:
+        return f"{H18}test_kv[{cell}-{flavour}]"
+
+    def bh(cell: str) -> str:
+        return f"{H18}test_brokered_callbacks_both_ways[{cell}-{flavour}]"
+
+    def ok(tls: str) -> str:
+        return f"{O18}test_kv[{tls}-{flavour}]"
+
+    def ob(tls: str) -> str:
+        return f"{O18}test_brokered_callbacks_both_ways[{tls}-{flavour}]"
+
+    unix_cells = ("unix-plain", "unix-automtls")
+    tcp_cells = ("tcp-plain", "tcp-automtls")
+    return {
+        (host, "unix"): (*map(kv, unix_cells),
+                         f"{H18}test_unix_socket_config_with_a_runner_func[{flavour}]",
+                         f"{H18}test_unix_socket_config_with_cmd_sends_only_the_group[{flavour}]"),
+        (host, "tcp"): tuple(map(kv, tcp_cells)),
+        (host, "plaintext"): (kv("unix-plain"), kv("tcp-plain")),
+        (host, "AutoMTLS"): (kv("unix-automtls"), kv("tcp-automtls")),
+        (host + cb, "unix"): tuple(map(bh, unix_cells)),
+        (host + cb, "tcp"): tuple(map(bh, tcp_cells)),
+        (host + cb, "plaintext"): (bh("unix-plain"), bh("tcp-plain")),
+        (host + cb, "AutoMTLS"): (bh("unix-automtls"), bh("tcp-automtls")),
+        (ours, "unix"): (ok("plain"), ok("automtls"), f"{O18}test_socket_group[{flavour}]"),
+        (ours, "tcp"): (ok("plain"),),  # evidence: asked for tcp, the Go plugin listens on unix
+        (ours, "plaintext"): (ok("plain"),),
+        (ours, "AutoMTLS"): (ok("automtls"),),
+        (ours + cb, "unix"): (ob("plain"), ob("automtls")),
+        (ours + cb, "tcp"): (ok("plain"),),
+        (ours + cb, "plaintext"): (ob("plain"),),
+        (ours + cb, "AutoMTLS"): (ob("automtls"),),
+        (host, "1 MiB Put/Get"): tuple(map(kv, (*unix_cells, *tcp_cells))),
+        (host, "ping"): (kv("unix-plain"), kv("tcp-automtls")),
+        (host, "graceful shutdown"): (kv("unix-plain"), kv("tcp-automtls")),
+        (host, "two versions"): (f"{H18}test_version_negotiation[1,2-{flavour}]",
+                                 f"{H18}test_version_negotiation[2,1-{flavour}]"),
+        (host, "wrong cookie"): (f"{H18}test_refused_start[wrong-cookie-{flavour}]",),
+        (ours, "1 MiB Put/Get"): (ok("plain"), ok("automtls")),
+        (ours, "ping"): (ok("plain"), ok("automtls")),
+        (ours, "graceful shutdown"): (ok("plain"), ok("automtls")),
+        (ours, "two versions"): (f"{O18}test_version_negotiation[1,2-{flavour}]",
+                                 f"{O18}test_version_negotiation[2,1-{flavour}]"),
+        (ours, "wrong cookie"): (f"{O18}test_wrong_cookie[{flavour}]",),
+    }  # fmt: skip
+
+
+for _version, _flavour in GO_PLUGIN_MODULES.items():
+    MATRIX.update(_go_module_cells(_version, _flavour))
+
+# --- Terraform-protocol hosts with the pyecho provider, real providers under our host ---
+TFP = "tests/terraform/test_terraform_provider.py::"
+TP = "tests/interop/test_terraform_providers.py::"
+for _host, _binary in (
+    ("Terraform 1.11.4 (go-plugin 1.6.0) → our provider", "terraform"),
+    ("OpenTofu 1.12.6 (go-plugin 1.7.0) → our provider", "tofu"),
+):
+    _tls = f"{TFP}test_plan_apply_update_destroy_over_automtls[{_binary}]"
+    MATRIX.update({
+        (_host, "unix"): (_tls, f"{TFP}test_import_an_existing_file[{_binary}]"),
+        (_host, "tcp"): (),
+        (_host, "plaintext"): (f"{TFP}test_plugin_tls_turned_off[{_binary}]",),
+        (_host, "AutoMTLS"): (_tls, f"{TFP}test_changing_the_path_replaces_the_file[{_binary}]"),
+    })  # fmt: skip
+RANDOM = "our host → terraform-provider-random, protocol 5 (go-plugin 1.7.0)"
+ECHO6 = "our host → terraform-plugin-framework provider, protocol 6 (go-plugin 1.7.0)"
+_random = TP + "test_random_string_plan_apply_read_destroy"
+MATRIX.update({
+    (RANDOM, "unix"): (_random + "[automtls]", TP + "test_random_integer_is_seeded_and_in_range"),
+    (RANDOM, "tcp"): (),
+    (RANDOM, "plaintext"): (_random + "[plain]",),
+    (RANDOM, "AutoMTLS"): (_random + "[automtls]",
+                           TP + "test_random_rejects_an_invalid_value_with_its_diagnostic"),
+    (ECHO6, "unix"): (TP + "test_protocol_6_framework_provider[automtls]",),
+    (ECHO6, "tcp"): (),
+    (ECHO6, "plaintext"): (TP + "test_protocol_6_framework_provider[plain]",),
+    (ECHO6, "AutoMTLS"): (TP + "test_protocol_6_framework_provider[automtls]",),
+})  # fmt: skip
+
+# Runs in a subprocess: collect tests/interop and tests/terraform, report every node
+# and its xfail mark.
 _COLLECT = textwrap.dedent(
     """
     import json, sys
@@ -187,7 +279,7 @@ _COLLECT = textwrap.dedent(
 
     recorder = Recorder()
     code = pytest.main(
-        ["--collect-only", "-q", "-p", "no:cacheprovider", "tests/interop"],
+        ["--collect-only", "-q", "-p", "no:cacheprovider", "tests/interop", "tests/terraform"],
         plugins=[recorder],
     )
     print("NODES " + json.dumps(recorder.nodes))
@@ -226,7 +318,8 @@ def _cells(line: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def collected() -> dict[str, str | None]:
-    """node id -> None, "strict" or "lenient" (its xfail mark), for all of tests/interop."""
+    """node id -> None, "strict" or "lenient" (its xfail mark), for tests/interop and
+    tests/terraform."""
     result = subprocess.run(
         [sys.executable, "-c", _COLLECT],
         cwd=REPO_ROOT,

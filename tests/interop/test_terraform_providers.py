@@ -42,8 +42,8 @@ def provider_env(marker: str, tmpdir_short: Path) -> Iterator[dict[str, str]]:
     assert list(tmpdir_short.iterdir()) == [], "the provider left files in its TMPDIR"
 
 
-def start(name: str, env: dict[str, str]) -> TerraformProvider:
-    return TerraformProvider(str(require_tool(name)), env=env, start_timeout=60)
+def start(name: str, env: dict[str, str], *, tls: bool = True) -> TerraformProvider:
+    return TerraformProvider(str(require_tool(name)), env=env, tls=tls, start_timeout=60)
 
 
 def assert_p521(provider: TerraformProvider) -> None:
@@ -55,10 +55,15 @@ def assert_p521(provider: TerraformProvider) -> None:
     assert isinstance(key, ec.EllipticCurvePublicKey) and key.curve.name == "secp521r1"
 
 
-def test_random_string_plan_apply_read_destroy(provider_env: dict[str, str]) -> None:
-    with start("terraform-provider-random", provider_env) as provider:
+@pytest.mark.parametrize("tls", [True, False], ids=["automtls", "plain"])
+def test_random_string_plan_apply_read_destroy(provider_env: dict[str, str], tls: bool) -> None:
+    """Plaintext: no PLUGIN_CLIENT_CERT, as with Terraform's TF_DISABLE_PLUGIN_TLS=1."""
+    with start("terraform-provider-random", provider_env, tls=tls) as provider:
         assert provider.protocol_version == 5
-        assert_p521(provider)
+        if tls:
+            assert_p521(provider)
+        else:
+            assert provider.process.handshake_line.server_cert == ""
         schema = provider.schema()
         assert {"random_string", "random_password", "random_integer", "random_id"} <= set(
             schema.resource_schemas
@@ -113,10 +118,14 @@ def test_random_rejects_an_invalid_value_with_its_diagnostic(
     assert process.returncode == 0, process.stderr_tail
 
 
-def test_protocol_6_framework_provider(provider_env: dict[str, str]) -> None:
-    with start("terraform-provider-echo6", provider_env) as provider:
+@pytest.mark.parametrize("tls", [True, False], ids=["automtls", "plain"])
+def test_protocol_6_framework_provider(provider_env: dict[str, str], tls: bool) -> None:
+    with start("terraform-provider-echo6", provider_env, tls=tls) as provider:
         assert provider.protocol_version == 6
-        assert_p521(provider)
+        if tls:
+            assert_p521(provider)
+        else:
+            assert provider.process.handshake_line.server_cert == ""
         assert set(provider.schema().resource_schemas) == {"echo6_value"}
         provider.configure({"prefix": "py:"})
         planned = provider.plan_create("echo6_value", {"input": "hello"})
