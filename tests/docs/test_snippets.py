@@ -25,6 +25,8 @@ pytestmark = pytest.mark.timeout(180)
 def test_snippets_run(document: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if document.name == "go.md":
         _place_go_programs(tmp_path, request.getfixturevalue("go_programs"))
+    if document.name == "terraform.md":
+        _place_providers(tmp_path)
     failures = run_document(document, tmp_path)
     assert not failures, failures[0]
 
@@ -57,6 +59,14 @@ GO_PROGRAM_NAMES = {
     "kv-host-18": "kvhost18",
     "kv-plugin-18": "kvplugin18",
 }
+
+
+def _place_providers(workdir: Path) -> None:
+    """terraform.md drives HashiCorp's random provider, as make interop-deps builds it."""
+    sys.path.insert(0, str(REPO / "tests" / "interop"))
+    from interop_tools import require_tool
+
+    shutil.copy2(require_tool("terraform-provider-random"), workdir / "terraform-provider-random")
 
 
 def _place_go_programs(workdir: Path, programs: dict[str, Path]) -> None:
