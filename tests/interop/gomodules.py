@@ -112,10 +112,24 @@ def cache_root() -> Path:
     return Path.home() / ".cache" / "pyvider-rpcplugin-sync" / "interop"
 
 
+MIN_GO = (1, 26)  # OpenTofu v1.12.6's go.mod asks for 1.26.6; GOTOOLCHAIN stays local
+
+
 def go_available() -> str | None:
     """Why module builds cannot run here, or None."""
-    if shutil.which("go") is None:
+    go = shutil.which("go")
+    if go is None:
         return f"`go` not found on PATH; {INSTALL_HINT}"
+    try:
+        found = subprocess.run(
+            [go, "env", "GOVERSION"], capture_output=True, text=True, timeout=30, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"`{go} env GOVERSION` failed: {exc}"
+    numbers = tuple(int(part) for part in found.removeprefix("go").split(".")[:2] if part.isdigit())
+    if numbers < MIN_GO:
+        wanted = ".".join(map(str, MIN_GO))
+        return f"{go} is {found}; the Go modules need Go {wanted} or newer first on PATH"
     return None
 
 
@@ -129,9 +143,10 @@ def go_env() -> dict[str, str]:
 
 
 def _go(args: list[str], cwd: Path, timeout: float = BUILD_TIMEOUT) -> str:
+    reason = go_available()
     go = shutil.which("go")
-    if go is None:
-        raise GoModuleError(f"`go` not found on PATH; {INSTALL_HINT}")
+    if reason is not None or go is None:
+        raise GoModuleError(reason or f"`go` not found on PATH; {INSTALL_HINT}")
     try:
         proc = subprocess.run(
             [go, *args],
