@@ -8,7 +8,7 @@ Two kinds:
   terraform-plugin-framework). ``go.mod`` and ``go.sum`` are committed.
 - **tools**: other projects' release modules, built from the module proxy's copy
   (``go mod download``, then ``go build`` inside it, with its own ``go.mod`` and
-  ``go.sum``): OpenTofu and HashiCorp's random provider (see ``TOOLS``).
+  ``go.sum``): OpenTofu and HashiCorp's random and local providers (see ``TOOLS``).
 
 Build outputs live outside the repository, so a fresh clone on the same machine
 finds them: Go's own caches (``GOMODCACHE``, ``GOCACHE``, defaults of ``go env``)
@@ -98,6 +98,15 @@ TOOLS = {
             ".",
             module="github.com/hashicorp/terraform-provider-random",
             version="v1.3.2-0.20260824155315-e1092b0cfc07",
+            licence="MPL-2.0",
+        ),
+        Tool(
+            # As random: module path github.com/terraform-providers/terraform-provider-local,
+            # the proxy's commit of 2026-08-06 (terraform-plugin-framework 1.19.0, protocol 5).
+            "terraform-provider-local",
+            ".",
+            module="github.com/hashicorp/terraform-provider-local",
+            version="v1.4.1-0.20260806152022-9068a4b7aa37",
             licence="MPL-2.0",
         ),
         Tool("terraform-provider-echo6", ".", directory=HERE / "tfprovider6"),

@@ -244,6 +244,7 @@ for _host, _binary in (
         (_host, "AutoMTLS"): (_tls, f"{TFP}test_changing_the_path_replaces_the_file[{_binary}]"),
     })  # fmt: skip
 RANDOM = "our host → terraform-provider-random, protocol 5 (go-plugin 1.7.0)"
+LOCAL = "our host → terraform-provider-local, protocol 5 (go-plugin 1.7.0)"
 ECHO6 = "our host → terraform-plugin-framework provider, protocol 6 (go-plugin 1.7.0)"
 _random = TP + "test_random_string_plan_apply_read_destroy"
 MATRIX.update({
@@ -252,6 +253,10 @@ MATRIX.update({
     (RANDOM, "plaintext"): (_random + "[plain]",),
     (RANDOM, "AutoMTLS"): (_random + "[automtls]",
                            TP + "test_random_rejects_an_invalid_value_with_its_diagnostic"),
+    (LOCAL, "unix"): (TP + "test_local_file_writes_reads_and_removes_the_file",),
+    (LOCAL, "tcp"): (),
+    (LOCAL, "plaintext"): (),
+    (LOCAL, "AutoMTLS"): (TP + "test_local_file_writes_reads_and_removes_the_file",),
     (ECHO6, "unix"): (TP + "test_protocol_6_framework_provider[automtls]",),
     (ECHO6, "tcp"): (),
     (ECHO6, "plaintext"): (TP + "test_protocol_6_framework_provider[plain]",),

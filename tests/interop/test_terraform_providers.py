@@ -1,11 +1,10 @@
 """The example Terraform host (``examples/terraform_host.py``) drives real providers.
 
-- HashiCorp's ``terraform-provider-random`` (MPL-2.0; terraform-plugin-framework 1.19,
-  protocol 5, go-plugin 1.7.0), built from the Go module proxy at a pinned version by
-  ``make interop-deps`` (``tests/interop/gomodules.py``);
+- HashiCorp's ``terraform-provider-random`` and ``terraform-provider-local`` (MPL-2.0;
+  terraform-plugin-framework 1.19, protocol 5, go-plugin 1.7.0), built from the Go module
+  proxy at pinned versions by ``make interop-deps`` (``tests/interop/gomodules.py``);
 - ``tests/interop/tfprovider6``: a tiny provider of ours on terraform-plugin-framework
-  serving protocol 6 (random serves 5; the other HashiCorp providers of the proxy are
-  releases too old to speak gRPC).
+  serving protocol 6 (HashiCorp's providers here serve 5).
 
 Each test: Terraform's handshake with AutoMTLS on (the provider's certificate is
 go-plugin's ECDSA P-521, reached through the ssl TLS bridge), the schema read, the
@@ -17,6 +16,7 @@ and destroyed with the values checked, and the provider stopped by ``Shutdown`` 
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -134,5 +134,36 @@ def test_protocol_6_framework_provider(provider_env: dict[str, str], tls: bool) 
         assert created.state == {"id": "echo6-hello", "input": "hello", "result": "py:hello"}
         assert provider.read(created).state == created.state
         assert provider.destroy(created).state is None
+        process = provider.process
+    assert process.returncode == 0, process.stderr_tail
+
+
+def test_local_file_writes_reads_and_removes_the_file(
+    provider_env: dict[str, str], tmp_path: Path
+) -> None:
+    """HashiCorp's local provider: the resource is a real file, so every step shows on disk."""
+    target = tmp_path / "nested" / "note.txt"
+    content = "written by a Terraform provider, driven from Python ✓\n"
+    with start("terraform-provider-local", provider_env) as provider:
+        assert provider.protocol_version == 5
+        assert_p521(provider)
+        provider.configure({})
+        planned = provider.plan_create("local_file", {"filename": str(target), "content": content})
+        assert planned.state is not None and planned.state["id"] is UNKNOWN
+        assert not target.exists()  # planning changes nothing
+
+        created = provider.apply(planned)
+        assert created.state is not None
+        assert target.read_text(encoding="utf-8") == content
+        digest = hashlib.sha1(content.encode()).hexdigest()  # the provider's id
+        assert created.state["id"] == created.state["content_sha1"] == digest
+        assert created.state["content_sha256"] == hashlib.sha256(content.encode()).hexdigest()
+        assert provider.read(created).state == created.state
+
+        target.unlink()  # gone behind the provider's back: the refresh drops it
+        assert provider.read(created).state is None
+        target.write_text(content, encoding="utf-8")
+        assert provider.destroy(created).state is None
+        assert not target.exists()
         process = provider.process
     assert process.returncode == 0, process.stderr_tail
