@@ -19,6 +19,8 @@ whether go-plugin had to SIGKILL. Cells:
 - hclog: our plugin's records at trace..error, an exception in an RPC handler and one
   in a thread arrive in the Go host's own hclog output at their levels (tracebacks at
   ERROR);
+- ``StreamStdio``: what our plugin prints to stdout and stderr reaches the host's
+  ``SyncStdout`` and ``SyncStderr``;
 - ``GRPCBrokerMultiplex``: the host refuses our plugin at start, by go-plugin's message.
 """
 
@@ -293,6 +295,21 @@ def test_plugin_logs_reach_the_go_hosts_hclog_at_their_levels(
     assert [e["@level"] for e in thread] == ["error"], plugin_entries
     assert "uncaught exception in thread loud-worker" in thread[0]["@message"]
     assert "Traceback (most recent call last)" in thread[0]["@message"]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_plugin_stdout_and_stderr_reach_the_go_host_over_streamstdio(
+    go_module_programs: Programs, marker: str, tmpdir_short: Path, flavour: str
+) -> None:
+    """go-plugin 1.1.0+ hosts read StreamStdio into SyncStdout and SyncStderr."""
+    out, err = tmpdir_short / "stdout.txt", tmpdir_short / "stderr.txt"
+    ops = ["put", "print:stdout", "to stdout ✓", "put", "print:stderr", "to stderr ✓"]
+    binary = go_module_programs(flavour)["kvhost18"]
+    env = {"GO18_SYNC_STDOUT": str(out), "GO18_SYNC_STDERR": str(err)}
+    r = run_host(binary, LOGGING_PLUGIN, ops, marker, tmpdir_short, **env).expect_ok()
+    assert_clean_session(r, network="unix", automtls=False)
+    assert out.read_text(encoding="utf-8") == "to stdout ✓\n"
+    assert err.read_text(encoding="utf-8") == "to stderr ✓\n"
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

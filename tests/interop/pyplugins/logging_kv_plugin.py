@@ -4,12 +4,15 @@ For the log-level cells with go-plugin hosts: ``Put("log:<level>", message)`` lo
 ``message`` at that level (trace, debug, info, warn, error) through this script's
 logger, which the library forwards as hclog lines; ``Get("raise")`` raises in the
 handler, ``Put("thread-raise", message)`` raises in a thread of its own (both reach
-the host as ERROR records with the Python traceback). Other keys store and read values.
+the host as ERROR records with the Python traceback); ``Put("print:stdout", text)`` and
+``Put("print:stderr", text)`` print ``text`` to ``sys.stdout`` or ``sys.stderr``, which
+reach the host over ``StreamStdio``. Other keys store and read values.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 
 import grpc
@@ -31,6 +34,9 @@ class LoudKV(kv_pb2_grpc.KVServicer):
         message = request.value.decode()
         if request.key.startswith("log:"):
             logger.log(LEVELS[request.key[4:]], message)
+        elif request.key in ("print:stdout", "print:stderr"):
+            stream = sys.stdout if request.key == "print:stdout" else sys.stderr
+            print(message, file=stream, flush=True)
         elif request.key == "thread-raise":
             worker = threading.Thread(target=fail, args=(message,), name="loud-worker")
             worker.start()

@@ -14,6 +14,8 @@
 //	                     send it as PLUGIN_UNIX_SOCKET_DIR
 //	GO18_MULTIPLEX=1     ClientConfig.GRPCBrokerMultiplex
 //	GO18_HOST_LOG        file that receives the host's hclog output (JSON, level trace)
+//	GO18_SYNC_STDOUT     file that receives the plugin's StreamStdio stdout (SyncStdout)
+//	GO18_SYNC_STDERR     file that receives the plugin's StreamStdio stderr (SyncStderr)
 //	GO18_START_TIMEOUT   StartTimeout as a Go duration (default 30s)
 //	GO18_COOKIE_VALUE    the host's magic cookie value (default hello; the plugins of
 //	                     this module always expect hello)
@@ -57,10 +59,31 @@ type Host struct {
 	Client *plugin.Client
 	Report map[string]interface{}
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd // the started plugin command (Cmd or the runner's)
-	log     *syncBuffer
-	logFile *os.File
+	mu    sync.Mutex
+	cmd   *exec.Cmd // the started plugin command (Cmd or the runner's)
+	log   *syncBuffer
+	files []*os.File // closed by Finish
+}
+
+// createFile creates the file the environment variable name names (nil if unset).
+func (h *Host) createFile(name string) (*os.File, error) {
+	path := os.Getenv(name)
+	if path == "" {
+		return nil, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	h.files = append(h.files, f)
+	return f, nil
+}
+
+func writerOrDiscard(f *os.File) io.Writer {
+	if f == nil {
+		return io.Discard
+	}
+	return f
 }
 
 // NewHost configures a plugin.Client from the environment for plugins.
@@ -78,14 +101,21 @@ func NewHost(plugins plugin.PluginSet) (*Host, error) {
 		startTimeout = d
 	}
 	h := &Host{Report: map[string]interface{}{}, log: &syncBuffer{}}
+	syncStdout, err := h.createFile("GO18_SYNC_STDOUT")
+	if err != nil {
+		return nil, err
+	}
+	syncStderr, err := h.createFile("GO18_SYNC_STDERR")
+	if err != nil {
+		return nil, err
+	}
 	var output io.Writer = h.log
-	if path := os.Getenv("GO18_HOST_LOG"); path != "" {
-		f, err := os.Create(path)
-		if err != nil {
-			return nil, err
-		}
-		h.logFile = f
-		output = io.MultiWriter(h.log, f)
+	logFile, err := h.createFile("GO18_HOST_LOG")
+	if err != nil {
+		return nil, err
+	}
+	if logFile != nil {
+		output = io.MultiWriter(h.log, logFile)
 	}
 	handshake := Handshake
 	if value, ok := os.LookupEnv("GO18_COOKIE_VALUE"); ok {
@@ -106,6 +136,8 @@ func NewHost(plugins plugin.PluginSet) (*Host, error) {
 		AutoMTLS:            os.Getenv("GO18_AUTOMTLS") == "1",
 		GRPCBrokerMultiplex: os.Getenv("GO18_MULTIPLEX") == "1",
 		StartTimeout:        startTimeout,
+		SyncStdout:          writerOrDiscard(syncStdout),
+		SyncStderr:          writerOrDiscard(syncStderr),
 		Logger: hclog.New(&hclog.LoggerOptions{
 			Name:       LoggerName,
 			Level:      hclog.Trace,
@@ -222,8 +254,8 @@ func (h *Host) Finish(err error) int {
 	if err != nil {
 		h.Report["error"] = err.Error()
 	}
-	if h.logFile != nil {
-		_ = h.logFile.Close()
+	for _, f := range h.files {
+		_ = f.Close()
 	}
 	out, jerr := json.Marshal(h.Report)
 	if jerr != nil {
