@@ -313,11 +313,15 @@ def test_plugin_stdout_and_stderr_reach_the_go_host_over_streamstdio(
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("automtls", [False, True], ids=["plain", "automtls"])
 def test_a_host_that_requires_broker_multiplexing_refuses_our_plugin(
-    go_module_programs: Programs, marker: str, tmpdir_short: Path, flavour: str
+    go_module_programs: Programs, marker: str, tmpdir_short: Path, flavour: str, automtls: bool
 ) -> None:
+    """PLUGIN_MULTIPLEX_GRPC=true: our plugin answers field 7 ``false`` after the
+    certificate; the host splits all 7 fields and refuses with its own error."""
     binary = go_module_programs(flavour)["kvhost18"]
-    run = run_host(binary, KV_PLUGIN, ["get", "k"], marker, tmpdir_short, GO18_MULTIPLEX="1")
+    env = {"GO18_MULTIPLEX": "1", "GO18_AUTOMTLS": "1" if automtls else "0"}
+    run = run_host(binary, KV_PLUGIN, ["get", "k"], marker, tmpdir_short, **env)
     assert run.returncode == 1, run.describe()
     assert run.report["ok"] is False, run.describe()
     assert MUX_REFUSED in run.report["error"], run.describe()

@@ -38,17 +38,13 @@ GO_HOST = "Go go-plugin 1.0.1 host → our plugin"
 OUR_HOST_GO = "our host → Go go-plugin 1.0.1 plugin"
 PYVIDER_HOST = "pyvider-rpcplugin 0.5.5 host → our plugin"
 OUR_HOST_PYVIDER = "our host → pyvider-rpcplugin 0.5.5 plugin"
-FAKE_HOST = "go-plugin 1.8 host (protocol fake) → our plugin"
 GO_HOST_CB = GO_HOST + ", brokered callbacks"
 OUR_HOST_GO_CB = OUR_HOST_GO + ", brokered callbacks"
-FAKE_HOST_CB = FAKE_HOST + ", brokered callbacks"
 
 GH = "tests/interop/test_go_host.py::"
 OG = "tests/interop/test_our_host_go.py::"
 PV = "tests/interop/test_pyvider.py::"
-FK = "tests/interop/test_fake_newest_host.py::"
 BG = "tests/interop/test_broker_go.py::"
-BF = "tests/interop/test_broker_fake_host.py::"
 
 TRANSPORT_COLUMNS = ("unix", "tcp", "plaintext", "AutoMTLS")
 CHECK_COLUMNS = ("1 MiB Put/Get", "ping", "graceful shutdown", "two versions", "wrong cookie")
@@ -60,9 +56,7 @@ _pv_unix = PV + "test_pyvider_host_loads_our_plugin[unix]"
 _pv_tcp = PV + "test_pyvider_host_loads_our_plugin[tcp]"
 _op_unix = PV + "test_our_host_loads_pyvider_plugin[unix]"
 _op_tcp = PV + "test_our_host_loads_pyvider_plugin[tcp]"
-_fk = FK + "test_fake_newest_host_loads_our_kv_plugin"
 _bg = BG + "test_go_counter_host_to_our_counter_plugin"
-_bf = BF + "test_fake_newest_host_serves_sum_to_our_counter_plugin"
 
 # (row, column) -> the test nodes behind that cell.
 MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
@@ -94,14 +88,6 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
         PV + "test_our_host_automtls_pyvider_plugin[tcp]",
         PV + "test_our_host_full_mtls_with_pyvider_plugin_verifying_host_cert",
     ),
-    (FAKE_HOST, "unix"): (_fk + "[plain-unix]", _fk + "[automtls-unix]"),
-    (FAKE_HOST, "tcp"): (_fk + "[plain-tcp]", _fk + "[automtls-tcp]"),
-    (FAKE_HOST, "plaintext"): (_fk + "[plain-unix]", _fk + "[plain-tcp]"),
-    (FAKE_HOST, "AutoMTLS"): (
-        _fk + "[automtls-unix]",
-        _fk + "[automtls-tcp]",
-        FK + "test_fake_newest_host_mtls_rejects_foreign_host_cert",
-    ),
     # --- brokered callbacks (GRPCBroker) ---
     (GO_HOST_CB, "unix"): (_bg + "[plain-unix]", _bg + "[automtls-unix]"),
     (GO_HOST_CB, "tcp"): (_bg + "[plain-tcp]", _bg + "[automtls-tcp]"),
@@ -113,14 +99,6 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     (OUR_HOST_GO_CB, "AutoMTLS"): (
         BG + "test_our_host_automtls_go_counter_plugin_fails_as_go_plugin_issue_109",
         BG + "test_go_counter_host_to_go_counter_plugin_for_reference[automtls]",
-    ),
-    (FAKE_HOST_CB, "unix"): (_bf + "[plain-unix]", _bf + "[automtls-unix]"),
-    (FAKE_HOST_CB, "tcp"): (_bf + "[plain-tcp]", _bf + "[automtls-tcp]"),
-    (FAKE_HOST_CB, "plaintext"): (_bf + "[plain-unix]", _bf + "[plain-tcp]"),
-    (FAKE_HOST_CB, "AutoMTLS"): (
-        _bf + "[automtls-unix]",
-        _bf + "[automtls-tcp]",
-        BF + "test_an_id_the_host_never_served_times_out_in_the_plugin",
     ),
     # --- what each pair checks ---
     (GO_HOST, "1 MiB Put/Get"): (_go_check_unix, _go_check_tcp),
@@ -154,17 +132,6 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     (OUR_HOST_PYVIDER, "wrong cookie"): (
         PV + "test_our_host_wrong_cookie_refused_by_pyvider_plugin",
     ),
-    (FAKE_HOST, "1 MiB Put/Get"): (_fk + "[plain-unix]", _fk + "[automtls-tcp]"),
-    (FAKE_HOST, "ping"): (_fk + "[plain-unix]",),
-    (FAKE_HOST, "graceful shutdown"): (
-        _fk + "[plain-unix]",
-        FK + "test_fake_newest_host_stdio_backpressure_never_blocks_the_plugin",
-    ),
-    (FAKE_HOST, "two versions"): (
-        FK + "test_fake_newest_host_version_negotiation[1,2]",
-        FK + "test_fake_newest_host_version_negotiation[2,1]",
-    ),
-    (FAKE_HOST, "wrong cookie"): (FK + "test_fake_newest_host_wrong_cookie",),
 }
 
 # --- real go-plugin 1.8.0 and 1.6.0 Go programs (tests/interop/go18) ---
