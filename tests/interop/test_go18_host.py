@@ -12,7 +12,8 @@ whether go-plugin had to SIGKILL. Cells:
 - counter (examples/bidirectional wire) in both broker directions: our plugin dials
   the host's AddHelper on every ``put``; the host dials an AddHelper our plugin serves
   (``reverse``); unix and TCP, plaintext and AutoMTLS;
-- ``Kill()``: Shutdown, the plugin exits 0 well within go-plugin's 2 s, nothing left;
+- ``Kill()``: Shutdown, the plugin exits 0 well within go-plugin's 2 s, nothing left,
+  also with a call still waiting in the plugin;
 - ``UnixSocketConfig{Group, TempDir}``: with a ``RunnerFunc`` the socket is in a
   ``plugin-dir*`` directory inside TempDir, 0660 in the group (directory 0770), and the
   directory is gone after ``Kill()``; with ``Cmd`` only the group reaches the plugin;
@@ -295,6 +296,23 @@ def test_plugin_logs_reach_the_go_hosts_hclog_at_their_levels(
     assert [e["@level"] for e in thread] == ["error"], plugin_entries
     assert "uncaught exception in thread loud-worker" in thread[0]["@message"]
     assert "Traceback (most recent call last)" in thread[0]["@message"]
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+@pytest.mark.parametrize("handler", ["block", "hang"], ids=["watches-context", "ignores-it"])
+def test_kill_with_a_call_in_flight(
+    go_module_programs: Programs, marker: str, tmpdir_short: Path, flavour: str, handler: str
+) -> None:
+    """Kill() while a call waits in our plugin: Shutdown ends the call and the plugin, which
+    exits 0 within go-plugin's 2 s (no SIGKILL), and nothing is left; also when the
+    handler ignores the cancellation and never returns."""
+    binary = go_module_programs(flavour)["kvhost18"]
+    ops = ["put", "k", "v", "pending", handler, "get", "k"]
+    r = run_host(binary, LOGGING_PLUGIN, ops, marker, tmpdir_short).expect_ok()
+    assert_clean_session(r, network="unix", automtls=False)
+    results = r["results"]
+    assert results[2]["value"] == "v", results  # other calls go on meanwhile
+    assert results[1]["code"] in ("Unavailable", "Canceled"), results
 
 
 @pytest.mark.parametrize("flavour", FLAVOURS)

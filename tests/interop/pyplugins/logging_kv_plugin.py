@@ -4,9 +4,12 @@ For the log-level cells with go-plugin hosts: ``Put("log:<level>", message)`` lo
 ``message`` at that level (trace, debug, info, warn, error) through this script's
 logger, which the library forwards as hclog lines; ``Get("raise")`` raises in the
 handler, ``Put("thread-raise", message)`` raises in a thread of its own (both reach
-the host as ERROR records with the Python traceback); ``Put("print:stdout", text)`` and
-``Put("print:stderr", text)`` print ``text`` to ``sys.stdout`` or ``sys.stderr``, which
-reach the host over ``StreamStdio``. Other keys store and read values.
+the host as ERROR records with the Python traceback); ``Get("block")`` returns only
+when its call is cancelled (as a long computation that watches its context would),
+``Get("hang")`` never returns (one that does not);
+``Put("print:stdout", text)`` and ``Put("print:stderr", text)`` print ``text`` to
+``sys.stdout`` or ``sys.stderr``, which reach the host over ``StreamStdio``. Other keys
+store and read values.
 """
 
 from __future__ import annotations
@@ -49,6 +52,13 @@ class LoudKV(kv_pb2_grpc.KVServicer):
     def Get(self, request: kv_pb2.GetRequest, context: grpc.ServicerContext) -> kv_pb2.GetResponse:
         if request.key == "raise":
             fail("deliberate failure in Get")
+        if request.key == "block":
+            cancelled = threading.Event()
+            context.add_callback(cancelled.set)  # runs when the call ends or is cancelled
+            cancelled.wait()
+            context.abort(grpc.StatusCode.CANCELLED, "the call was cancelled")
+        if request.key == "hang":
+            threading.Event().wait()  # ignores cancellation: only the process's end stops it
         with self._lock:
             value = self._values.get(request.key)
         if value is None:

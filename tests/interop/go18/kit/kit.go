@@ -58,6 +58,8 @@ const LoggerName = "host18"
 type Host struct {
 	Client *plugin.Client
 	Report map[string]interface{}
+	// Pending counts calls still in flight; Finish waits for them after Kill().
+	Pending sync.WaitGroup
 
 	mu    sync.Mutex
 	cmd   *exec.Cmd // the started plugin command (Cmd or the runner's)
@@ -235,6 +237,7 @@ func (h *Host) Finish(err error) int {
 	started := time.Now()
 	h.Client.Kill()
 	h.Report["kill_ms"] = float64(time.Since(started).Microseconds()) / 1000
+	h.Pending.Wait()
 	h.Report["forced_kill"] = h.forcedKill()
 	h.mu.Lock()
 	cmd := h.cmd

@@ -7,6 +7,8 @@
 //	get KEY         read it back ("value" in the result)
 //	fill KEY N      store N bytes, every byte value in turn (i % 256)
 //	check KEY N     read KEY and compare it with what fill KEY N stored ("verified")
+//	pending KEY     start a Get of KEY and go on without waiting: Kill() then meets
+//	                it in flight ("code" is recorded when it ends, before the report)
 //
 // One plugin session: Start, Client, Ping, Dispense, every OP in order, Kill.
 // Prints one JSON line: kit's report plus "results", one entry per OP with its
@@ -82,6 +84,21 @@ func run(h *kit.Host, args []string) error {
 				}
 			}
 			args = args[3:]
+		case args[0] == "pending" && len(args) >= 2:
+			r["key"] = args[1]
+			started := make(chan struct{})
+			h.Pending.Add(1)
+			go func(r map[string]interface{}, key string) {
+				defer h.Pending.Done()
+				defer cancel()
+				close(started)
+				_, err := client.Get(ctx, &kvpb.GetRequest{Key: key})
+				r["code"] = status.Code(err).String()
+			}(r, args[1])
+			<-started
+			results = append(results, r)
+			args = args[2:]
+			continue
 		default:
 			cancel()
 			return fmt.Errorf("bad operation %q", args)
