@@ -31,10 +31,13 @@ lint: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python protos/generate.py
 
-# Debian's go-plugin 1.0.1 toolchain (no-op when present), then the interop tests
-# (Go go-plugin, pyvider-rpcplugin, and the terraform binary of the machine image).
+# Debian's go-plugin 1.0.1 toolchain (no-op when present); the Go modules at pinned
+# versions (go-plugin 1.8.0/1.6.0 programs, OpenTofu, Terraform providers), built once
+# into caches outside the repository (seconds when cached). Then the interop tests
+# (Go go-plugin, pyvider-rpcplugin, terraform and tofu).
 interop-deps:
 	bash tests/interop/install_go_deps.sh
+	$(PYTHON) tests/interop/gomodules.py prepare
 
 interop: $(STAMP) interop-deps
 	PYVIDER_REQUIRE_INTEROP=1 $(BIN)/python -m pytest tests/interop tests/terraform $(PYTEST_ARGS)

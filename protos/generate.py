@@ -21,7 +21,7 @@ from grpc_tools import protoc
 PROTO_DIR = Path(__file__).resolve().parent
 PACKAGE_DIR = "pyvider_rpcplugin_sync/_protos"
 # goplugin.proto has no services on purpose (see its header), so no stubs.
-WITH_SERVICES = ("counter.proto", "echo.proto", "kv.proto", "tfplugin6.proto")
+WITH_SERVICES = ("counter.proto", "echo.proto", "kv.proto", "tfplugin5.proto", "tfplugin6.proto")
 MESSAGES_ONLY = ("goplugin.proto",)
 
 

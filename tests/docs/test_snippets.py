@@ -25,16 +25,20 @@ pytestmark = pytest.mark.timeout(180)
 def test_snippets_run(document: Path, tmp_path: Path, request: pytest.FixtureRequest) -> None:
     if document.name == "go.md":
         _place_go_programs(tmp_path, request.getfixturevalue("go_programs"))
+    if document.name == "terraform.md":
+        _place_providers(tmp_path)
     failures = run_document(document, tmp_path)
     assert not failures, failures[0]
 
 
 @pytest.fixture(scope="session")
 def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """go.md runs the repository's Go KV host and plugin (tests/interop/go), built with
-    Debian's go-plugin 1.0.1 as in the interop suite, which decides when Go may be missing."""
+    """go.md runs the repository's Go KV hosts and plugins, built as in the interop suite
+    (which decides when Go may be missing): tests/interop/go with Debian's go-plugin 1.0.1,
+    tests/interop/go18 as a Go module with go-plugin 1.8.0."""
     sys.path.insert(0, str(REPO / "tests" / "interop"))
     from gobuild import GoBuildError, build_go_binaries, go_available
+    from gomodules import GoModuleError, build_go18
 
     reason = go_available()
     if reason is not None:
@@ -42,14 +46,32 @@ def go_programs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             pytest.fail(f"{REQUIRE_ENV}=1 but Go is unavailable for docs/go.md: {reason}")
         pytest.skip(reason)
     try:
-        return build_go_binaries(tmp_path_factory.mktemp("gobin"))
-    except GoBuildError as exc:
+        programs = build_go_binaries(tmp_path_factory.mktemp("gobin"))
+        programs.update(build_go18(tmp_path_factory.mktemp("go18bin")))
+    except (GoBuildError, GoModuleError) as exc:
         pytest.fail(f"building the Go programs of docs/go.md failed: {exc}")
+    return programs
+
+
+GO_PROGRAM_NAMES = {
+    "kv-host": "kvhost",
+    "kv-plugin": "kvplugin",
+    "kv-host-18": "kvhost18",
+    "kv-plugin-18": "kvplugin18",
+}
+
+
+def _place_providers(workdir: Path) -> None:
+    """terraform.md drives HashiCorp's random provider, as make interop-deps builds it."""
+    sys.path.insert(0, str(REPO / "tests" / "interop"))
+    from interop_tools import require_tool
+
+    shutil.copy2(require_tool("terraform-provider-random"), workdir / "terraform-provider-random")
 
 
 def _place_go_programs(workdir: Path, programs: dict[str, Path]) -> None:
-    for name, path in {"kv-host": programs["kvhost"], "kv-plugin": programs["kvplugin"]}.items():
-        shutil.copy2(path, workdir / name)
+    for name, program in GO_PROGRAM_NAMES.items():
+        shutil.copy2(programs[program], workdir / name)
 
 
 @pytest.mark.parametrize("document", DOCUMENTS, ids=lambda p: str(p.relative_to(REPO)))

@@ -1,9 +1,11 @@
-"""Fixtures for interop tests against real Go go-plugin 1.0.1 programs.
+"""Fixtures for interop tests against real Go go-plugin programs.
 
 ``go_bins`` builds ``tests/interop/go`` (kvhost, kvplugin, counterhost, counterplugin)
-once per session. Without Go the tests skip with the reason; with
-``PYVIDER_REQUIRE_INTEROP=1`` (``make interop``, CI) they fail instead. A build error
-always fails.
+against Debian's go-plugin 1.0.1 once per session; ``go_module_programs`` builds the Go
+module ``tests/interop/go18`` against go-plugin v1.8.0 or v1.6.0 (tools such as
+OpenTofu: ``interop_tools.require_tool``). Without Go the tests skip with the reason;
+with ``PYVIDER_REQUIRE_INTEROP=1`` (``make interop``, CI) they fail instead. A build
+error always fails.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,3 +61,30 @@ def tmpdir_short() -> Iterator[Path]:
     directory = Path(tempfile.mkdtemp(prefix="go-"))
     yield directory
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def go_module_programs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Callable[[str], dict[str, Path]]:
+    """``programs(flavour)``: ``{name: Path}`` of gomodules.GO18_PROGRAMS built against the
+    go-plugin of ``flavour`` ("go18": v1.8.0, "go16": v1.6.0), once per session."""
+    from gomodules import GoModuleError, build_go18
+    from gomodules import go_available as modules_available
+
+    reason = modules_available()
+    if reason is not None:
+        if interop_required():
+            pytest.fail(f"{REQUIRE_ENV}=1 but Go module builds are unavailable: {reason}")
+        pytest.skip(reason)
+    built: dict[str, dict[str, Path]] = {}
+
+    def programs(flavour: str) -> dict[str, Path]:
+        if flavour not in built:
+            try:
+                built[flavour] = build_go18(tmp_path_factory.mktemp(flavour), flavour)
+            except GoModuleError as exc:
+                pytest.fail(f"building the {flavour} interop programs failed: {exc}")
+        return built[flavour]
+
+    return programs

@@ -38,17 +38,13 @@ GO_HOST = "Go go-plugin 1.0.1 host → our plugin"
 OUR_HOST_GO = "our host → Go go-plugin 1.0.1 plugin"
 PYVIDER_HOST = "pyvider-rpcplugin 0.5.5 host → our plugin"
 OUR_HOST_PYVIDER = "our host → pyvider-rpcplugin 0.5.5 plugin"
-FAKE_HOST = "go-plugin 1.8 host (protocol fake) → our plugin"
 GO_HOST_CB = GO_HOST + ", brokered callbacks"
 OUR_HOST_GO_CB = OUR_HOST_GO + ", brokered callbacks"
-FAKE_HOST_CB = FAKE_HOST + ", brokered callbacks"
 
 GH = "tests/interop/test_go_host.py::"
 OG = "tests/interop/test_our_host_go.py::"
 PV = "tests/interop/test_pyvider.py::"
-FK = "tests/interop/test_fake_newest_host.py::"
 BG = "tests/interop/test_broker_go.py::"
-BF = "tests/interop/test_broker_fake_host.py::"
 
 TRANSPORT_COLUMNS = ("unix", "tcp", "plaintext", "AutoMTLS")
 CHECK_COLUMNS = ("1 MiB Put/Get", "ping", "graceful shutdown", "two versions", "wrong cookie")
@@ -60,9 +56,7 @@ _pv_unix = PV + "test_pyvider_host_loads_our_plugin[unix]"
 _pv_tcp = PV + "test_pyvider_host_loads_our_plugin[tcp]"
 _op_unix = PV + "test_our_host_loads_pyvider_plugin[unix]"
 _op_tcp = PV + "test_our_host_loads_pyvider_plugin[tcp]"
-_fk = FK + "test_fake_newest_host_loads_our_kv_plugin"
 _bg = BG + "test_go_counter_host_to_our_counter_plugin"
-_bf = BF + "test_fake_newest_host_serves_sum_to_our_counter_plugin"
 
 # (row, column) -> the test nodes behind that cell.
 MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
@@ -94,14 +88,6 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
         PV + "test_our_host_automtls_pyvider_plugin[tcp]",
         PV + "test_our_host_full_mtls_with_pyvider_plugin_verifying_host_cert",
     ),
-    (FAKE_HOST, "unix"): (_fk + "[plain-unix]", _fk + "[automtls-unix]"),
-    (FAKE_HOST, "tcp"): (_fk + "[plain-tcp]", _fk + "[automtls-tcp]"),
-    (FAKE_HOST, "plaintext"): (_fk + "[plain-unix]", _fk + "[plain-tcp]"),
-    (FAKE_HOST, "AutoMTLS"): (
-        _fk + "[automtls-unix]",
-        _fk + "[automtls-tcp]",
-        FK + "test_fake_newest_host_mtls_rejects_foreign_host_cert",
-    ),
     # --- brokered callbacks (GRPCBroker) ---
     (GO_HOST_CB, "unix"): (_bg + "[plain-unix]", _bg + "[automtls-unix]"),
     (GO_HOST_CB, "tcp"): (_bg + "[plain-tcp]", _bg + "[automtls-tcp]"),
@@ -113,14 +99,6 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     (OUR_HOST_GO_CB, "AutoMTLS"): (
         BG + "test_our_host_automtls_go_counter_plugin_fails_as_go_plugin_issue_109",
         BG + "test_go_counter_host_to_go_counter_plugin_for_reference[automtls]",
-    ),
-    (FAKE_HOST_CB, "unix"): (_bf + "[plain-unix]", _bf + "[automtls-unix]"),
-    (FAKE_HOST_CB, "tcp"): (_bf + "[plain-tcp]", _bf + "[automtls-tcp]"),
-    (FAKE_HOST_CB, "plaintext"): (_bf + "[plain-unix]", _bf + "[plain-tcp]"),
-    (FAKE_HOST_CB, "AutoMTLS"): (
-        _bf + "[automtls-unix]",
-        _bf + "[automtls-tcp]",
-        BF + "test_an_id_the_host_never_served_times_out_in_the_plugin",
     ),
     # --- what each pair checks ---
     (GO_HOST, "1 MiB Put/Get"): (_go_check_unix, _go_check_tcp),
@@ -154,20 +132,106 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
     (OUR_HOST_PYVIDER, "wrong cookie"): (
         PV + "test_our_host_wrong_cookie_refused_by_pyvider_plugin",
     ),
-    (FAKE_HOST, "1 MiB Put/Get"): (_fk + "[plain-unix]", _fk + "[automtls-tcp]"),
-    (FAKE_HOST, "ping"): (_fk + "[plain-unix]",),
-    (FAKE_HOST, "graceful shutdown"): (
-        _fk + "[plain-unix]",
-        FK + "test_fake_newest_host_stdio_backpressure_never_blocks_the_plugin",
-    ),
-    (FAKE_HOST, "two versions"): (
-        FK + "test_fake_newest_host_version_negotiation[1,2]",
-        FK + "test_fake_newest_host_version_negotiation[2,1]",
-    ),
-    (FAKE_HOST, "wrong cookie"): (FK + "test_fake_newest_host_wrong_cookie",),
 }
 
-# Runs in a subprocess: collect tests/interop, report every node and its xfail mark.
+# --- real go-plugin 1.8.0 and 1.6.0 Go programs (tests/interop/go18) ---
+H18 = "tests/interop/test_go18_host.py::"
+O18 = "tests/interop/test_our_host_go18.py::"
+GO_PLUGIN_MODULES = {"1.8.0": "go18", "1.6.0": "go16"}
+
+
+def _go_module_cells(version: str, flavour: str) -> dict[tuple[str, str], tuple[str, ...]]:
+    host = f"Go go-plugin {version} host → our plugin"
+    ours = f"our host → Go go-plugin {version} plugin"
+    cb = ", brokered callbacks"
+
+    def kv(cell: str) -> str:
+        return f"{H18}test_kv[{cell}-{flavour}]"
+
+    def bh(cell: str) -> str:
+        return f"{H18}test_brokered_callbacks_both_ways[{cell}-{flavour}]"
+
+    def ok(tls: str) -> str:
+        return f"{O18}test_kv[{tls}-{flavour}]"
+
+    def ob(tls: str) -> str:
+        return f"{O18}test_brokered_callbacks_both_ways[{tls}-{flavour}]"
+
+    unix_cells = ("unix-plain", "unix-automtls")
+    tcp_cells = ("tcp-plain", "tcp-automtls")
+    return {
+        (host, "unix"): (*map(kv, unix_cells),
+                         f"{H18}test_unix_socket_config_with_a_runner_func[{flavour}]",
+                         f"{H18}test_unix_socket_config_with_cmd_sends_only_the_group[{flavour}]"),
+        (host, "tcp"): tuple(map(kv, tcp_cells)),
+        (host, "plaintext"): (kv("unix-plain"), kv("tcp-plain")),
+        (host, "AutoMTLS"): (kv("unix-automtls"), kv("tcp-automtls")),
+        (host + cb, "unix"): tuple(map(bh, unix_cells)),
+        (host + cb, "tcp"): tuple(map(bh, tcp_cells)),
+        (host + cb, "plaintext"): (bh("unix-plain"), bh("tcp-plain")),
+        (host + cb, "AutoMTLS"): (bh("unix-automtls"), bh("tcp-automtls")),
+        (ours, "unix"): (ok("plain"), ok("automtls"), f"{O18}test_socket_group[{flavour}]"),
+        (ours, "tcp"): (ok("plain"),),  # evidence: asked for tcp, the Go plugin listens on unix
+        (ours, "plaintext"): (ok("plain"),),
+        (ours, "AutoMTLS"): (ok("automtls"),),
+        (ours + cb, "unix"): (ob("plain"), ob("automtls")),
+        (ours + cb, "tcp"): (ok("plain"),),
+        (ours + cb, "plaintext"): (ob("plain"),),
+        (ours + cb, "AutoMTLS"): (ob("automtls"),),
+        (host, "1 MiB Put/Get"): tuple(map(kv, (*unix_cells, *tcp_cells))),
+        (host, "ping"): (kv("unix-plain"), kv("tcp-automtls")),
+        (host, "graceful shutdown"): (kv("unix-plain"), kv("tcp-automtls")),
+        (host, "two versions"): (f"{H18}test_version_negotiation[1,2-{flavour}]",
+                                 f"{H18}test_version_negotiation[2,1-{flavour}]"),
+        (host, "wrong cookie"): (f"{H18}test_refused_start[wrong-cookie-{flavour}]",),
+        (ours, "1 MiB Put/Get"): (ok("plain"), ok("automtls")),
+        (ours, "ping"): (ok("plain"), ok("automtls")),
+        (ours, "graceful shutdown"): (ok("plain"), ok("automtls")),
+        (ours, "two versions"): (f"{O18}test_version_negotiation[1,2-{flavour}]",
+                                 f"{O18}test_version_negotiation[2,1-{flavour}]"),
+        (ours, "wrong cookie"): (f"{O18}test_wrong_cookie[{flavour}]",),
+    }  # fmt: skip
+
+
+for _version, _flavour in GO_PLUGIN_MODULES.items():
+    MATRIX.update(_go_module_cells(_version, _flavour))
+
+# --- Terraform-protocol hosts with the pyecho provider, real providers under our host ---
+TFP = "tests/terraform/test_terraform_provider.py::"
+TP = "tests/interop/test_terraform_providers.py::"
+for _host, _binary in (
+    ("Terraform 1.11.4 (go-plugin 1.6.0) → our provider", "terraform"),
+    ("OpenTofu 1.12.6 (go-plugin 1.7.0) → our provider", "tofu"),
+):
+    _tls = f"{TFP}test_plan_apply_update_destroy_over_automtls[{_binary}]"
+    MATRIX.update({
+        (_host, "unix"): (_tls, f"{TFP}test_import_an_existing_file[{_binary}]"),
+        (_host, "tcp"): (),
+        (_host, "plaintext"): (f"{TFP}test_plugin_tls_turned_off[{_binary}]",),
+        (_host, "AutoMTLS"): (_tls, f"{TFP}test_changing_the_path_replaces_the_file[{_binary}]"),
+    })  # fmt: skip
+RANDOM = "our host → terraform-provider-random, protocol 5 (go-plugin 1.7.0)"
+LOCAL = "our host → terraform-provider-local, protocol 5 (go-plugin 1.7.0)"
+ECHO6 = "our host → terraform-plugin-framework provider, protocol 6 (go-plugin 1.7.0)"
+_random = TP + "test_random_string_plan_apply_read_destroy"
+MATRIX.update({
+    (RANDOM, "unix"): (_random + "[automtls]", TP + "test_random_integer_is_seeded_and_in_range"),
+    (RANDOM, "tcp"): (),
+    (RANDOM, "plaintext"): (_random + "[plain]",),
+    (RANDOM, "AutoMTLS"): (_random + "[automtls]",
+                           TP + "test_random_rejects_an_invalid_value_with_its_diagnostic"),
+    (LOCAL, "unix"): (TP + "test_local_file_writes_reads_and_removes_the_file",),
+    (LOCAL, "tcp"): (),
+    (LOCAL, "plaintext"): (),
+    (LOCAL, "AutoMTLS"): (TP + "test_local_file_writes_reads_and_removes_the_file",),
+    (ECHO6, "unix"): (TP + "test_protocol_6_framework_provider[automtls]",),
+    (ECHO6, "tcp"): (),
+    (ECHO6, "plaintext"): (TP + "test_protocol_6_framework_provider[plain]",),
+    (ECHO6, "AutoMTLS"): (TP + "test_protocol_6_framework_provider[automtls]",),
+})  # fmt: skip
+
+# Runs in a subprocess: collect tests/interop and tests/terraform, report every node
+# and its xfail mark.
 _COLLECT = textwrap.dedent(
     """
     import json, sys
@@ -187,7 +251,7 @@ _COLLECT = textwrap.dedent(
 
     recorder = Recorder()
     code = pytest.main(
-        ["--collect-only", "-q", "-p", "no:cacheprovider", "tests/interop"],
+        ["--collect-only", "-q", "-p", "no:cacheprovider", "tests/interop", "tests/terraform"],
         plugins=[recorder],
     )
     print("NODES " + json.dumps(recorder.nodes))
@@ -226,7 +290,8 @@ def _cells(line: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def collected() -> dict[str, str | None]:
-    """node id -> None, "strict" or "lenient" (its xfail mark), for all of tests/interop."""
+    """node id -> None, "strict" or "lenient" (its xfail mark), for tests/interop and
+    tests/terraform."""
     result = subprocess.run(
         [sys.executable, "-c", _COLLECT],
         cwd=REPO_ROOT,

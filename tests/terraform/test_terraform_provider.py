@@ -18,7 +18,7 @@ pytestmark = [pytest.mark.interop, pytest.mark.timeout(240)]
 CONFIG = """
 terraform {
   required_providers {
-    pyecho = { source = "pyvider/pyecho" }
+    pyecho = { source = "registry.terraform.io/pyvider/pyecho" }
   }
 }
 
@@ -45,6 +45,9 @@ output "file_id" {
 """
 
 SHUTDOWN = "/plugin.GRPCController/Shutdown"
+# What OpenTofu 1.12 asks every provider for besides Terraform 1.11's calls; the
+# example provider does not serve it (UNIMPLEMENTED), which OpenTofu accepts.
+HOST_PROBES = {"GetResourceIdentitySchemas"}
 GO_PLUGIN_STREAMS = {"/plugin.GRPCStdio/StreamStdio", "/plugin.GRPCBroker/StartStream"}
 
 
@@ -56,7 +59,11 @@ def provider_calls(result: Result) -> list[list[str]]:
         assert methods, "a provider process served no call"
         assert set(methods) >= GO_PLUGIN_STREAMS
         assert methods[-1] == SHUTDOWN, methods
-        provider = [m.rsplit("/", 1)[1] for m in methods if m.startswith("/tfplugin6.")]
+        provider = [
+            m.rsplit("/", 1)[1]
+            for m in methods
+            if m.startswith("/tfplugin6.") and m.rsplit("/", 1)[1] not in HOST_PROBES
+        ]
         assert provider[0] == "GetProviderSchema", provider
         if "ConfigureProvider" in provider:
             configured_at = provider.index("ConfigureProvider")
@@ -196,7 +203,7 @@ def test_a_crash_in_the_provider_shows_the_python_traceback(terraform: Terraform
         """
 terraform {
   required_providers {
-    pyecho = { source = "pyvider/pyecho" }
+    pyecho = { source = "registry.terraform.io/pyvider/pyecho" }
   }
 }
 

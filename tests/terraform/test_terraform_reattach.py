@@ -31,7 +31,7 @@ ADDRESS = "registry.terraform.io/pyvider/pyecho"
 CONFIG = """
 terraform {
   required_providers {
-    pyecho = { source = "pyvider/pyecho" }
+    pyecho = { source = "registry.terraform.io/pyvider/pyecho" }
   }
 }
 

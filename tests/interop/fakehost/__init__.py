@@ -1,9 +1,11 @@
 """A protocol-level fake of the newest go-plugin host (v1.8), for the interop matrix.
 
-Debian packages go-plugin 1.0.1 only; what 1.5+ hosts do differently
-(``PLUGIN_UNIX_SOCKET_DIR``, ``StreamStdio`` with backpressure, the 7-field line
-with ``PLUGIN_MULTIPLEX_GRPC``, the 2 s kill) is modelled here from
-``hashicorp/go-plugin`` v1.8 and docs/protocol.md. See ``host.FakeNewestHost``.
+What 1.5+ hosts do differently (``PLUGIN_UNIX_SOCKET_DIR``, ``StreamStdio`` with
+backpressure, the 7-field line with ``PLUGIN_MULTIPLEX_GRPC``, the 2 s kill) is
+modelled here from ``hashicorp/go-plugin`` v1.8, for what the real go-plugin 1.8.0 and
+1.6.0 hosts of ``tests/interop/go18`` cannot be made to do (a P-256 host certificate,
+a foreign client certificate, a host that stops reading ``StreamStdio``, a broker id
+never served). See ``host.FakeNewestHost``.
 """
 
 from .broker import accept_and_serve, encode_conn_info

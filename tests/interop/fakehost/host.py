@@ -1,8 +1,9 @@
 """A protocol-level fake of the newest go-plugin host (v1.8, ``hashicorp/go-plugin:client.go``).
 
-Go 1.5+ hosts cannot be built from Debian's packages, so this class does, step by
-step, what ``Client.Start``, ``Client.Client``, ``GRPCClient.Ping`` and
-``Client.Kill`` do (docs/protocol.md §2-13):
+For what the real go-plugin 1.8.0 and 1.6.0 hosts of ``tests/interop/go18`` cannot be
+made to do (see the package docstring), this class does, step by step, what
+``Client.Start``, ``Client.Client``, ``GRPCClient.Ping`` and ``Client.Kill`` do
+(docs/protocol.md §2-13):
 
 - environment: ``cmd.Env``, then the host's environment, then the plugin variables
   (Go keeps the *last* duplicate): cookie, ``PLUGIN_MIN_PORT``/``MAX_PORT``
