@@ -1,6 +1,6 @@
 """Build the Go interop programs (``tests/interop/go``) against Debian's go-plugin 1.0.1.
 
-GOPATH mode, offline, as in protocol.md §7.2: Debian packages the Go sources under
+GOPATH mode, offline (docs/install.md): Debian packages the Go sources under
 ``/usr/share/gocode``; a temporary GOPATH holds a symlink
 ``src/gointerop.example/kv -> tests/interop/go`` and ``go build`` runs from inside
 that symlink with relative patterns (an import-path pattern would ignore the symlink).
@@ -145,7 +145,7 @@ def build_go_binaries(dest: Path, *, timeout: float = BUILD_TIMEOUT) -> dict[str
     with _temp_gopath() as (gopath, package_dir):
         env = go_env(gopath)
         # "-o DIR/" with several packages writes one binary per main package.
-        # No -trimpath and no CGO_ENABLED=0: both rebuild std (protocol.md §7.3).
+        # No -trimpath and no CGO_ENABLED=0: both would rebuild the standard library.
         # -s -w only drops the symbol table and DWARF (smaller, links faster).
         targets = [f"./cmd/{name}" for name in PROGRAMS]
         argv = [go, "build", "-ldflags=-s -w", "-o", f"{dest}{os.sep}", *targets]

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Idempotently install Debian bookworm's Go toolchain and go-plugin 1.0.1 sources
-# for the interop tests (protocol.md §7.1). A no-op (about a second) when present;
+# for the interop tests (docs/install.md). A no-op (about a second) when present;
 # `apt-get update` runs only if packages are missing and a first install fails.
 #
 #   bash tests/interop/install_go_deps.sh                # build deps only

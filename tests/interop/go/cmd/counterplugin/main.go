@@ -5,7 +5,7 @@
 // connection (go-plugin issue 109, fixed in 1.4.4): Put then fails.
 //
 // After plugin.Serve swaps os.Stdout/os.Stderr for pipes that a 1.0.1 host
-// never drains, nothing here writes to them (protocol.md §7.3, pitfall 2).
+// never drains, nothing here writes to them (a full pipe would block the plugin).
 package main
 
 import (

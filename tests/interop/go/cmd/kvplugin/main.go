@@ -6,7 +6,7 @@
 // hclog JSON written to the real stderr (default trace, like go-plugin).
 //
 // After plugin.Serve swaps os.Stdout/os.Stderr for pipes that a 1.0.1 host
-// never drains, nothing here writes to them (protocol.md §7.3, pitfall 2).
+// never drains, nothing here writes to them (a full pipe would block the plugin).
 package main
 
 import (
