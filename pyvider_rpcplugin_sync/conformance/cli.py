@@ -67,6 +67,18 @@ def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[
         "'{probe}' in the command is replaced too",
     )
     host.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="K=V",
+        help="extra environment for the host command ('{probe}' is replaced) (repeatable)",
+    )
+    host.add_argument(
+        "--probe-name",
+        default="conformance-probe",
+        help="file name of the probe executable (e.g. terraform-provider-NAME)",
+    )
+    host.add_argument(
         "--timeout", type=float, default=20.0, help="seconds the host command may run"
     )
     host.add_argument("--json", action="store_true", help="print the report as JSON")
@@ -150,7 +162,9 @@ def _run_host(args: argparse.Namespace) -> Report:
         cmd=_cmd(args.cmd),
         cookie=_pair(args.cookie, "--cookie"),
         versions=_versions(args.versions),
+        env=dict(_pair(item, "--env") for item in args.env),
         probe_env=args.probe_env,
+        probe_name=args.probe_name,
         timeout=args.timeout,
     )
     return check_host(options)
