@@ -102,8 +102,10 @@ class CertShape:
     def problems(self, role: str) -> list[str]:
         """Why a go-plugin peer would reject this certificate for ``role`` ("server"/"client")."""
         found = []
-        if "localhost" not in self.dns_names:
-            found.append("no DNS:localhost subject alternative name (Go checks names only there)")
+        if role == "server" and "localhost" not in self.dns_names:
+            found.append(
+                "no DNS:localhost subject alternative name (Go checks the name only there)"
+            )
         if role == "server" and not self.server_auth:
             found.append("extended key usage lacks serverAuth")
         if role == "client" and not self.client_auth:

@@ -27,10 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from .model import Report, Result, judged, passed, skipped
-from .spawn import KitError
+from .spawn import KitError, private_dir
 
-INTERNAL = ("/plugin.GRPCBroker/StartStream", "/plugin.GRPCStdio/StreamStdio",
-            "/grpc.health.v1.Health/Check")
+INTERNAL = (
+    "/plugin.GRPCBroker/StartStream",
+    "/plugin.GRPCStdio/StreamStdio",
+    "/grpc.health.v1.Health/Check",
+)
+
+
+FOREIGN_TIMEOUT = 6.0  # a host that refuses the plugin fails fast; one that hangs is killed
 
 
 @dataclass
@@ -119,30 +125,49 @@ def write_probe(directory: Path, name: str, config: Mapping[str, Any]) -> Path:
     return path
 
 
-def _run_host(options: HostOptions, workdir: Path, mode: str, token: str) -> tuple[list[Launch], int | None, str]:
+def _run_host(
+    options: HostOptions, workdir: Path, mode: str, token: str, timeout: float
+) -> tuple[list[Launch], int | None, str]:
     run_dir = workdir / mode
     run_dir.mkdir(mode=0o700)
     collector = _Collector(run_dir / "report.sock")
-    probe = write_probe(run_dir, options.probe_name, {
-        "report": str(run_dir / "report.sock"), "cookie_key": options.cookie[0],
-        "cookie_value": options.cookie[1], "versions": list(options.versions), "mode": mode,
-        "log_token": token,
-    })
+    probe = write_probe(
+        run_dir,
+        options.probe_name,
+        {
+            "report": str(run_dir / "report.sock"),
+            "cookie_key": options.cookie[0],
+            "cookie_value": options.cookie[1],
+            "versions": list(options.versions),
+            "mode": mode,
+            "log_token": token,
+        },
+    )
     cmd = [word.replace("{probe}", str(probe)) for word in options.cmd]
     env = dict(os.environ)
     env.update({k: v.replace("{probe}", str(probe)) for k, v in options.env.items()})
     env[options.probe_env] = str(probe)
+    # The host's and the probe's temporary files (sockets of a killed probe) go with run_dir.
+    env["TMPDIR"] = str(private_dir(run_dir, "tmp"))
     env[f"{options.probe_env}_DIR"] = str(run_dir)
     try:
-        proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            cmd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     except OSError as exc:
         collector.close(0)
-        raise KitError(f"cannot start {cmd[0]!r}: {exc.strerror or exc}",
-                       "give the host's command after --; point it at the probe with {probe} or "
-                       f"${options.probe_env}") from None
+        raise KitError(
+            f"cannot start {cmd[0]!r}: {exc.strerror or exc}",
+            "give the host's command after --; point it at the probe with {probe} or "
+            f"${options.probe_env}",
+        ) from None
     try:
-        output, _ = proc.communicate(timeout=options.timeout)
+        output, _ = proc.communicate(timeout=timeout)
         code: int | None = proc.returncode
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
@@ -159,67 +184,170 @@ def _run_host(options: HostOptions, workdir: Path, mode: str, token: str) -> tup
     return launches, code, output.decode("utf-8", "replace")
 
 
-def judge_honest(report: Report, launches: Sequence[Launch], code: int | None, output: str, token: str, options: HostOptions) -> None:
+def judge_honest(
+    report: Report,
+    launches: Sequence[Launch],
+    code: int | None,
+    output: str,
+    token: str,
+    options: HostOptions,
+) -> None:
     expect = "the host starts the plugin"
     if not launches:
-        report.add(judged("host.launched", expect, False, f"no probe started; host exit {code}: {output.strip()[-160:]}",
-                          "point the host at the probe: {probe} in its arguments or $" + options.probe_env))
+        report.add(
+            judged(
+                "host.launched",
+                expect,
+                False,
+                f"no probe started; host exit {code}: {output.strip()[-160:]}",
+                "point the host at the probe: {probe} in its arguments or $" + options.probe_env,
+            )
+        )
         return
     report.add(passed("host.launched", expect, f"{len(launches)} launch(es), host exit {code}"))
     report.facts["launches"] = len(launches)
     report.facts["host_exit"] = code
     env = launches[0].env
     report.facts["environment"] = {k: v for k, v in env.items() if k != "argv"}
-    report.add(judged("host.cookie", "the magic cookie is set to the expected value", env.get("cookie") == "match",
-                      str(env.get("cookie")), "set the cookie variable in the plugin's environment"))
+    report.add(
+        judged(
+            "host.cookie",
+            "the magic cookie is set to the expected value",
+            env.get("cookie") == "match",
+            str(env.get("cookie")),
+            "set the cookie variable in the plugin's environment",
+        )
+    )
     raw = env.get("PLUGIN_PROTOCOL_VERSIONS")
     ok = bool(raw) and all(part.isdigit() for part in str(raw).split(","))
-    report.add(judged("host.versions", "PLUGIN_PROTOCOL_VERSIONS: comma-separated integers", ok,
-                      repr(raw), "send the versions the host implements, e.g. PLUGIN_PROTOCOL_VERSIONS=5,6"))
+    report.add(
+        judged(
+            "host.versions",
+            "PLUGIN_PROTOCOL_VERSIONS: comma-separated integers",
+            ok,
+            repr(raw),
+            "send the versions the host implements, e.g. PLUGIN_PROTOCOL_VERSIONS=5,6",
+        )
+    )
     low, high = env.get("PLUGIN_MIN_PORT"), env.get("PLUGIN_MAX_PORT")
     ok = bool(low and high and low.isdigit() and high.isdigit() and int(low) <= int(high))
-    report.add(judged("host.ports", "PLUGIN_MIN_PORT <= PLUGIN_MAX_PORT", ok, f"{low}..{high}",
-                      "send the TCP port range (go-plugin: 10000..25000)", required=False))
+    report.add(
+        judged(
+            "host.ports",
+            "PLUGIN_MIN_PORT <= PLUGIN_MAX_PORT",
+            ok,
+            f"{low}..{high}",
+            "send the TCP port range (go-plugin: 10000..25000)",
+            required=False,
+        )
+    )
     cert = env.get("client_cert")
     if cert is None:
-        report.add(skipped("host.client_cert", "PLUGIN_CLIENT_CERT: a PEM certificate for localhost",
-                           "no AutoMTLS (PLUGIN_CLIENT_CERT not set)", required=False))
+        report.add(
+            skipped(
+                "host.client_cert",
+                "PLUGIN_CLIENT_CERT: a PEM certificate for localhost",
+                "no AutoMTLS (PLUGIN_CLIENT_CERT not set)",
+                required=False,
+            )
+        )
     else:
         ok = bool(cert.get("ok")) and not cert.get("problems")
-        report.add(judged("host.client_cert", "PLUGIN_CLIENT_CERT: a PEM certificate for localhost", ok,
-                          cert.get("describe") or cert.get("error", "") + "; ".join(cert.get("problems", [])),
-                          "pass a self-signed PEM certificate with DNS:localhost and clientAuth", required=False))
-    report.add(Result("host.multiplex", "PLUGIN_MULTIPLEX_GRPC only for multiplexing plugins", "info",
-                      repr(env.get("PLUGIN_MULTIPLEX_GRPC")), required=False))
+        report.add(
+            judged(
+                "host.client_cert",
+                "PLUGIN_CLIENT_CERT: a PEM certificate for localhost",
+                ok,
+                cert.get("describe") or cert.get("error", "") + "; ".join(cert.get("problems", [])),
+                "pass a self-signed PEM certificate with DNS:localhost and clientAuth",
+                required=False,
+            )
+        )
+    report.add(
+        Result(
+            "host.multiplex",
+            "PLUGIN_MULTIPLEX_GRPC only for multiplexing plugins",
+            "info",
+            repr(env.get("PLUGIN_MULTIPLEX_GRPC")),
+            required=False,
+        )
+    )
     methods = [m for launch in launches for m in launch.methods]
-    report.add(judged("host.connected", "the host calls the plugin", bool(methods),
-                      f"{len(methods)} calls", "dial the handshake's address (with the plugin's certificate)"))
+    report.add(
+        judged(
+            "host.connected",
+            "the host calls the plugin",
+            bool(methods),
+            f"{len(methods)} calls",
+            "dial the handshake's address (with the plugin's certificate)",
+        )
+    )
     internal = sorted({m.rsplit("/", 1)[-1] for m in methods if m in INTERNAL})
-    report.add(Result("host.internal_calls", "StartStream, StreamStdio (go-plugin >= 1.1), Health/Check on ping",
-                      "info", ", ".join(internal) or "none", required=False))
+    report.add(
+        Result(
+            "host.internal_calls",
+            "StartStream, StreamStdio (go-plugin >= 1.1), Health/Check on ping",
+            "info",
+            ", ".join(internal) or "none",
+            required=False,
+        )
+    )
     shutdowns = [launch for launch in launches if launch.first("shutdown")]
-    report.add(judged("host.shutdown", "GRPCController/Shutdown before the kill", bool(shutdowns),
-                      f"{len(shutdowns)} of {len(launches)} launches", "call plugin.GRPCController/Shutdown "
-                      "to stop a plugin gracefully"))
-    waits = []
+    report.add(
+        judged(
+            "host.shutdown",
+            "GRPCController/Shutdown before the kill",
+            bool(shutdowns),
+            f"{len(shutdowns)} of {len(launches)} launches",
+            "call plugin.GRPCController/Shutdown to stop a plugin gracefully",
+        )
+    )
+    waits, signals = [], []
     for launch in shutdowns:
         at = launch.first("shutdown")
-        if at and launch.ended is not None and not launch.first("gave_up"):
+        term = launch.first("sigterm")
+        if at and term:
+            waits.append(term[0] - at[0])
+            signals.append("SIGTERM")
+        elif at and launch.ended is not None and not launch.first("gave_up"):
             waits.append(launch.ended - at[0])
+            signals.append("SIGKILL")
+    expect = "after Shutdown, about 2 s before a signal"
     if waits:
-        report.facts["kill_after_shutdown_ms"] = [round(w * 1000) for w in waits]
-        sigterm = any(launch.first("sigterm") for launch in shutdowns)
-        report.add(judged("host.kill_wait", "after Shutdown, waits about 2 s before killing",
-                          all(w >= 1.0 for w in waits), f"{max(waits) * 1000:.0f} ms" + (", SIGTERM first" if sigterm else ""),
-                          "give the plugin time to exit (go-plugin: 2 s) before SIGKILL", required=False))
+        report.facts["signal_after_shutdown_ms"] = [round(w * 1000) for w in waits]
+        report.add(
+            judged(
+                "host.kill_wait",
+                expect,
+                all(w >= 1.0 for w in waits),
+                f"{signals[0]} after {waits[0] * 1000:.0f} ms",
+                "give the plugin time to exit (go-plugin: 2 s) before signalling it",
+                required=False,
+            )
+        )
     elif shutdowns:
-        report.add(Result("host.kill_wait", "after Shutdown, waits about 2 s before killing", "fail",
-                          "never killed the probe that ignored Shutdown", "kill a plugin that does not exit",
-                          required=False))
+        report.add(
+            Result(
+                "host.kill_wait",
+                expect,
+                "fail",
+                "never signalled the probe that ignored Shutdown",
+                "kill a plugin that does not exit",
+                required=False,
+            )
+        )
     shown = token in output
-    report.add(Result("host.hclog", "plugin's hclog lines reach the host's log", "info",
-                      "the probe's line appeared in the host's output" if shown else "not in the host's output",
-                      required=False))
+    report.add(
+        Result(
+            "host.hclog",
+            "plugin's hclog lines reach the host's log",
+            "info",
+            "the probe's line appeared in the host's output"
+            if shown
+            else "not in the host's output",
+            required=False,
+        )
+    )
 
 
 def check_host(options: HostOptions) -> Report:
@@ -228,16 +356,32 @@ def check_host(options: HostOptions) -> Report:
     workdir = Path(tempfile.mkdtemp(prefix="pyv-conf-"))
     try:
         token = f"conformance-probe-{secrets.token_hex(4)}"
-        launches, code, output = _run_host(options, workdir, "honest", token)
+        launches, code, output = _run_host(options, workdir, "honest", token, options.timeout)
+        report.facts["honest_run_s"] = round(time.monotonic() - begin, 2)
         judge_honest(report, launches, code, output, token, options)
         tls = bool(launches) and launches[0].env.get("client_cert") is not None
         expect = "refuses a plugin whose certificate is not the advertised one"
         if tls:
-            foreign, _, _ = _run_host(options, workdir, "foreign_cert", token)
+            second = time.monotonic()
+            foreign, foreign_code, _ = _run_host(
+                options, workdir, "foreign_cert", token, min(options.timeout, FOREIGN_TIMEOUT)
+            )
+            report.facts["foreign_cert_run_s"] = round(time.monotonic() - second, 2)
             methods = [m for launch in foreign for m in launch.methods]
-            report.add(judged("host.verifies_plugin_cert", expect, bool(foreign) and not methods,
-                              f"{len(methods)} calls got through" if methods else "no call got through",
-                              "trust only the certificate of handshake field 6, name localhost"))
+            report.add(
+                judged(
+                    "host.verifies_plugin_cert",
+                    expect,
+                    bool(foreign) and not methods,
+                    (f"{len(methods)} calls got through" if methods else "no call got through")
+                    + (
+                        ""
+                        if foreign_code is not None
+                        else f"; the host hung (killed after {FOREIGN_TIMEOUT:.0f} s)"
+                    ),
+                    "trust only the certificate of handshake field 6, name localhost",
+                )
+            )
         else:
             report.add(skipped("host.verifies_plugin_cert", expect, "no AutoMTLS"))
         report.seconds = time.monotonic() - begin

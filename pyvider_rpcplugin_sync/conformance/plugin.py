@@ -88,7 +88,9 @@ class _Run:
 
     def main(self) -> HandshakeLine | None:
         socket_dir = private_dir(self.workdir, "sockets")
-        with started(self.o.cmd, self.env(extra={"PLUGIN_UNIX_SOCKET_DIR": str(socket_dir)})) as plugin:
+        with started(
+            self.o.cmd, self.env(extra={"PLUGIN_UNIX_SOCKET_DIR": str(socket_dir)})
+        ) as plugin:
             try:
                 raw = plugin.first_line(self.o.start_timeout)
             except TimeoutError:
@@ -277,7 +279,9 @@ class _Run:
 
     def tls(self) -> None:
         host, foreign = make_cert(), make_cert()
-        with started(self.o.cmd, self.env(extra={"PLUGIN_CLIENT_CERT": host.cert_pem.decode()})) as plugin:
+        with started(
+            self.o.cmd, self.env(extra={"PLUGIN_CLIENT_CERT": host.cert_pem.decode()})
+        ) as plugin:
             raw = self.line_of(plugin)
             result, parsed = judge.first_line(raw, None, plugin.stderr_text(), self.o.start_timeout)
             names = (
@@ -375,8 +379,9 @@ class _Run:
                 )
             except OSError:
                 return
-            h2.unary_call(sock, grpcprobe.SHUTDOWN, SHUTDOWN_GRACE, scheme="https")
-            plugin.wait(SHUTDOWN_GRACE)
+            exchange = h2.unary_call(sock, grpcprobe.SHUTDOWN, SHUTDOWN_GRACE, scheme="https")
+            if not exchange.trailers_only:  # served: let it exit (and remove its socket)
+                plugin.wait(SHUTDOWN_GRACE)
 
     def signals(self) -> None:
         with started(self.o.cmd, self.env(), stdin_pipe=True) as plugin:

@@ -5,8 +5,9 @@ the kit's report socket, the cookie to expect and the versions to implement.
 Each launch connects to that socket and sends JSON lines: the environment it
 got (shapes only: the cookie's value and the certificate are never sent), each
 RPC the host makes, a Shutdown, a SIGTERM. After a Shutdown the probe does not
-exit: it waits (at most ``LINGER`` seconds) to be killed, so the kit measures
-how long the host waits; the kit sees the kill as the end of the connection.
+exit: it waits (at most ``LINGER`` seconds) for a SIGTERM or SIGKILL, so the kit
+measures how long the host waits; the kit sees a SIGKILL as the end of the
+connection.
 In ``foreign_cert`` mode the handshake advertises a certificate other than the
 one the probe serves: a host that verifies the plugin's certificate never
 gets through.
@@ -58,22 +59,34 @@ def environment_facts(env: Mapping[str, str], cookie_key: str, cookie_value: str
         else ("match" if env[cookie_key] == cookie_value else "mismatch"),
         "argv": sys.argv[1:],
     }
-    for name in ("PLUGIN_PROTOCOL_VERSIONS", "PLUGIN_MIN_PORT", "PLUGIN_MAX_PORT",
-                 "PLUGIN_MULTIPLEX_GRPC", "PLUGIN_UNIX_SOCKET_DIR", "PLUGIN_UNIX_SOCKET_GROUP"):
+    for name in (
+        "PLUGIN_PROTOCOL_VERSIONS",
+        "PLUGIN_MIN_PORT",
+        "PLUGIN_MAX_PORT",
+        "PLUGIN_MULTIPLEX_GRPC",
+        "PLUGIN_UNIX_SOCKET_DIR",
+        "PLUGIN_UNIX_SOCKET_GROUP",
+    ):
         facts[name] = env.get(name)
     pem = env.get("PLUGIN_CLIENT_CERT")
     if pem:
         try:
             cert_shape = shape_of_pem(pem.encode())
-            facts["client_cert"] = {"ok": True, "describe": cert_shape.describe(), "key": cert_shape.key,
-                                    "problems": cert_shape.problems("client")}
+            facts["client_cert"] = {
+                "ok": True,
+                "describe": cert_shape.describe(),
+                "key": cert_shape.key,
+                "problems": cert_shape.problems("client"),
+            }
         except ValueError as exc:
             facts["client_cert"] = {"ok": False, "error": str(exc)}
     else:
         facts["client_cert"] = None
     try:
         mode = os.fstat(0).st_mode
-        facts["stdin"] = "tty" if os.isatty(0) else ("pipe" if stat.S_ISFIFO(mode) else "file or device")
+        facts["stdin"] = (
+            "tty" if os.isatty(0) else ("pipe" if stat.S_ISFIFO(mode) else "file or device")
+        )
     except OSError:
         facts["stdin"] = "closed"
     return facts
@@ -111,8 +124,15 @@ def main(config: Mapping[str, Any]) -> int:
     cookie_key, cookie_value = config["cookie_key"], config["cookie_value"]
     facts = environment_facts(env, cookie_key, cookie_value)
     reporter.send("start", pid=os.getpid(), mode=config["mode"], env=facts)
-    os.write(2, (json.dumps({"@level": "info", "@message": config["log_token"],
-                              "@timestamp": _timestamp()}) + "\n").encode())
+    os.write(
+        2,
+        (
+            json.dumps(
+                {"@level": "info", "@message": config["log_token"], "@timestamp": _timestamp()}
+            )
+            + "\n"
+        ).encode(),
+    )
     if facts["cookie"] != "match":
         sys.stderr.write(
             "This binary is a plugin. These are not meant to be executed directly.\n"
@@ -126,27 +146,48 @@ def main(config: Mapping[str, Any]) -> int:
         reporter.send("shutdown")
         lingering.set()
 
+    terminated = threading.Event()
+
     def on_term(signum: int, frame: object) -> None:
         reporter.send("sigterm")
+        terminated.set()
+        lingering.set()
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, on_term)
-    handshake = HandshakeConfig(magic_cookie_key=cookie_key, magic_cookie_value=cookie_value,
-                                protocol_versions=tuple(config["versions"]))
-    server = PluginServer({v: _register_nothing for v in config["versions"]}, handshake=handshake,
-                          interceptors=[_Recorder(reporter.send, on_shutdown)])
+    handshake = HandshakeConfig(
+        magic_cookie_key=cookie_key,
+        magic_cookie_value=cookie_value,
+        protocol_versions=tuple(config["versions"]),
+    )
+    server = PluginServer(
+        {v: _register_nothing for v in config["versions"]},
+        handshake=handshake,
+        interceptors=[_Recorder(reporter.send, on_shutdown)],
+    )
     line = server.start()
     cert = line.server_cert
     if config["mode"] == "foreign_cert" and cert:
         cert = base64.b64encode(make_cert().der).decode().rstrip("=")
-    fields = [str(line.core_version), str(line.app_version), line.network, line.address, line.protocol, cert]
+    fields = [
+        str(line.core_version),
+        str(line.app_version),
+        line.network,
+        line.address,
+        line.protocol,
+        cert,
+    ]
     if line.multiplex is not None:
         fields.append("true" if line.multiplex else "false")
     os.write(1, ("|".join(fields) + "\n").encode())
-    reporter.send("handshake", network=line.network, tls=bool(line.server_cert), version=line.app_version)
+    reporter.send(
+        "handshake", network=line.network, tls=bool(line.server_cert), version=line.app_version
+    )
     lingering.wait()
-    server.wait(LINGER)  # a host kills the probe before this ends
-    reporter.send("gave_up")
+    # After a Shutdown the probe stays: a SIGTERM ends it at once, a SIGKILL ends the
+    # report connection; a host that does neither is given up on after LINGER seconds.
+    if not terminated.wait(LINGER):
+        reporter.send("gave_up")
     server.stop(0)
     return 0
 
