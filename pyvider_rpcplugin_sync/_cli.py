@@ -1,4 +1,6 @@
-"""``python -m pyvider_rpcplugin_sync`` / ``pyvider-rpcplugin-sync``: demo, inspect, kv, protoc, conformance.
+"""``python -m pyvider_rpcplugin_sync`` / ``pyvider-rpcplugin-sync``.
+
+Commands: demo, inspect, kv, protoc, counter, conformance.
 
 Every failure ends in a message and a hint on stderr and exit code 1, never a
 traceback.

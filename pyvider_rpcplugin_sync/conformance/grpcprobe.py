@@ -37,7 +37,7 @@ def health_request(service: str) -> bytes:
 
 def health_status(reply: bytes) -> str:
     """``HealthCheckResponse.status`` (field 1, varint) by name; UNKNOWN when absent."""
-    if len(reply) >= 2 and reply[0] == 0x08:  # noqa: PLR2004
+    if len(reply) >= 2 and reply[0] == 0x08:
         return SERVING_STATUS.get(reply[1], str(reply[1]))
     return "UNKNOWN"
 

@@ -8,6 +8,7 @@ HPACK state is needed; response header blocks are not decoded.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import struct
 import time
@@ -76,7 +77,7 @@ def _hpack_int(value: int, prefix_bits: int) -> bytes:
         return bytes([value])
     out = bytearray([limit])
     value -= limit
-    while value >= 128:  # noqa: PLR2004
+    while value >= 128:
         out.append((value & 0x7F) | 0x80)
         value >>= 7
     out.append(value)
@@ -139,6 +140,12 @@ def _read_exact(sock: socket.socket, size: int, deadline: float) -> bytes | None
     return bytes(data)
 
 
+def _send_quietly(sock: socket.socket, data: bytes) -> None:
+    """An acknowledgement; a peer that already closed must not hide the frames it sent."""
+    with contextlib.suppress(OSError):
+        sock.sendall(data)
+
+
 def unary_call(
     sock: socket.socket, path: str, timeout: float, *, linger: float = 0.5, scheme: str = "http"
 ) -> Exchange:
@@ -166,9 +173,9 @@ def unary_call(
             if exchange.ended:
                 deadline = min(deadline, time.monotonic() + linger)
             if frame.type == SETTINGS and not frame.flags & ACK:
-                sock.sendall(frame_bytes(SETTINGS, ACK, 0))
+                _send_quietly(sock, frame_bytes(SETTINGS, ACK, 0))
             elif frame.type == PING and not frame.flags & ACK:
-                sock.sendall(frame_bytes(PING, ACK, 0, frame.payload))
+                _send_quietly(sock, frame_bytes(PING, ACK, 0, frame.payload))
     except TimeoutError:
         exchange.timed_out = True
     except OSError:

@@ -186,6 +186,7 @@ def _run_host(
 
 def judge_honest(
     report: Report,
+    *,
     launches: Sequence[Launch],
     code: int | None,
     output: str,
@@ -358,7 +359,9 @@ def check_host(options: HostOptions) -> Report:
         token = f"conformance-probe-{secrets.token_hex(4)}"
         launches, code, output = _run_host(options, workdir, "honest", token, options.timeout)
         report.facts["honest_run_s"] = round(time.monotonic() - begin, 2)
-        judge_honest(report, launches, code, output, token, options)
+        judge_honest(
+            report, launches=launches, code=code, output=output, token=token, options=options
+        )
         tls = bool(launches) and launches[0].env.get("client_cert") is not None
         expect = "refuses a plugin whose certificate is not the advertised one"
         if tls:

@@ -28,7 +28,8 @@ def cookie_refusal(line: str | None, code: int | None, stderr: str) -> list[Resu
             expect,
             False,
             "still running without the cookie",
-            "compare the magic cookie variable with the expected value before listening; exit 1 on mismatch",
+            "compare the magic cookie variable with the expected value before listening; "
+            "exit 1 on mismatch",
         )
     elif line:
         refuses = judged(
@@ -88,9 +89,10 @@ def line_shape(parsed: HandshakeLine) -> list[Result]:
         "handshake.fields",
         "six fields (a 7th only with PLUGIN_MULTIPLEX_GRPC)",
         parsed.field_count == 6,
-        f"{parsed.field_count} fields",  # noqa: PLR2004
+        f"{parsed.field_count} fields",
         "print CORE|APP|NETWORK|ADDRESS|grpc|CERT, the last field empty without TLS: "
-        "go-plugin < 1.6 hosts glue a 7th field onto the certificate, pyvider-rpcplugin hosts need six",
+        "go-plugin < 1.6 hosts glue a 7th field onto the certificate, "
+        "pyvider-rpcplugin hosts need six",
         required=False,
     )
     no_cert = judged(

@@ -52,9 +52,10 @@ def parse_line(raw: str) -> HandshakeLine:
     """Parse ``raw`` (one stdout line, newline included or not) like a go-plugin host."""
     line = raw.strip()
     fields = tuple(line.split("|"))
-    if len(fields) < 4:  # noqa: PLR2004
+    if len(fields) < 4:
         raise LineError(
-            f"fewer than 4 '|'-separated fields (go-plugin: unrecognized remote plugin message): {_show(raw)}"
+            "fewer than 4 '|'-separated fields "
+            f"(go-plugin: unrecognized remote plugin message): {_show(raw)}"
         )
     try:
         core = go_int(fields[0])
@@ -69,13 +70,13 @@ def parse_line(raw: str) -> HandshakeLine:
     network = fields[2]
     if network not in ("unix", "tcp"):
         raise LineError(f"network {network!r}: hosts know only 'unix' and 'tcp'")
-    protocol = fields[4] if len(fields) > 4 else "netrpc"  # noqa: PLR2004
+    protocol = fields[4] if len(fields) > 4 else "netrpc"
     if protocol != "grpc":
         raise LineError(
             f"protocol {protocol!r}: gRPC hosts accept only 'grpc' (a missing field means netrpc)"
         )
-    cert = fields[5] if len(fields) > 5 else ""  # noqa: PLR2004
-    mux = fields[6] if len(fields) > 6 else None  # noqa: PLR2004
+    cert = fields[5] if len(fields) > 5 else ""
+    mux = fields[6] if len(fields) > 6 else None
     return HandshakeLine(raw, fields, core, app_version, network, fields[3], protocol, cert, mux)
 
 

@@ -16,6 +16,7 @@ gets through.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 import signal
@@ -43,11 +44,9 @@ class _Reporter:
 
     def send(self, event: str, **data: Any) -> None:
         line = json.dumps({"event": event, **data}) + "\n"
-        with self._lock:
-            try:
-                self._sock.sendall(line.encode())
-            except OSError:
-                pass
+        # OSError: the kit is gone, there is nothing to report to.
+        with self._lock, contextlib.suppress(OSError):
+            self._sock.sendall(line.encode())
 
 
 def environment_facts(env: Mapping[str, str], cookie_key: str, cookie_value: str) -> dict[str, Any]:
@@ -92,7 +91,7 @@ def environment_facts(env: Mapping[str, str], cookie_key: str, cookie_value: str
     return facts
 
 
-class _Recorder(grpc.ServerInterceptor):
+class _Recorder(grpc.ServerInterceptor):  # type: ignore[misc]
     def __init__(self, report: Callable[..., None], on_shutdown: Callable[[], None]) -> None:
         self._report = report
         self._on_shutdown = on_shutdown

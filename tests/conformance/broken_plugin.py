@@ -104,7 +104,7 @@ def main(mode: str) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: server.request_stop())
     try:
         line = server.start()
-    except Exception as exc:  # noqa: BLE001  (a start-up error: message and exit 1)
+    except Exception as exc:
         sys.stderr.write(f"{exc}\n")
         return 1
     cert = line.server_cert

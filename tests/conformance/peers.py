@@ -74,7 +74,7 @@ OPTIONAL = frozenset(
         "signal.sigterm",
     }
 )
-# go-plugin 1.0.1: no GRPCStdio, its sockets in $TMPDIR, Shutdown answered by dropping the connection.
+# go-plugin 1.0.1: no GRPCStdio, sockets in $TMPDIR, Shutdown answered by dropping the connection.
 GO_101 = frozenset({"listener.socket_dir", "stdio.stream", "controller.reply_first"})
 BASIC = ("--cookie", "BASIC_PLUGIN=hello")
 
