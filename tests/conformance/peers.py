@@ -137,6 +137,8 @@ class HostPeer:
     args: tuple[str, ...] = ()
     needs: str | None = None
     exit_code: int = 0
+    # check -> its exact "observed" text, for the checks that only take note
+    observed: Mapping[str, str] = field(default_factory=dict)
 
 
 def _status(**by_check: str) -> dict[str, str]:
@@ -161,6 +163,7 @@ HOST_PEERS: tuple[HostPeer, ...] = (
             "host.kill_wait": "pass",
             "host.verifies_plugin_cert": "pass",
         },
+        observed={"host.internal_calls": "Check, StartStream, StreamStdio"},
     ),
     HostPeer(
         "ours-kv-no-tls",
@@ -179,6 +182,7 @@ HOST_PEERS: tuple[HostPeer, ...] = (
         {**_GOOD, "host.client_cert": "skip", "host.verifies_plugin_cert": "skip"},
         BASIC,
         exit_code=0,
+        observed={"host.internal_calls": "Check, StartStream, StreamStdio"},
     ),
     HostPeer(
         "go-1.0.1-kvhost",
@@ -192,6 +196,7 @@ HOST_PEERS: tuple[HostPeer, ...] = (
         (*BASIC, "--env", "KV_PLUGIN={probe}", "--env", "KV_AUTOMTLS=1"),
         "go101_bins",
         exit_code=0,
+        observed={"host.internal_calls": "StartStream"},
     ),
     HostPeer(
         "go-1.0.1-kvhost-no-tls",
@@ -199,6 +204,7 @@ HOST_PEERS: tuple[HostPeer, ...] = (
         {**_GOOD, "host.client_cert": "skip", "host.verifies_plugin_cert": "skip"},
         (*BASIC, "--env", "KV_PLUGIN={probe}"),
         "go101_bins",
+        observed={"host.internal_calls": "StartStream"},
     ),
     # Terraform 1.11: P-521 client certificate, versions 5,6, Shutdown then 2 s then SIGKILL.
     HostPeer(
@@ -212,6 +218,7 @@ HOST_PEERS: tuple[HostPeer, ...] = (
         },
         ("--cookie", TF_COOKIE, "--versions", "6", "--probe-name", "terraform-provider-probe"),
         "terraform_bin",
+        observed={"host.internal_calls": "StartStream, StreamStdio"},
     ),
     # pyvider-rpcplugin 0.5.5's client sends no PLUGIN_PROTOCOL_VERSIONS and no port range,
     # SIGTERMs 50 ms after Shutdown, and hangs on a foreign plugin certificate (killed).
@@ -231,5 +238,6 @@ HOST_PEERS: tuple[HostPeer, ...] = (
         },
         ("--env", "PLUGIN_CLIENT_RETRY_ENABLED=false"),
         exit_code=1,
+        observed={"host.internal_calls": "StreamStdio"},
     ),
 )

@@ -58,4 +58,6 @@ def test_host_peer(peer: HostPeer, request: pytest.FixtureRequest, marker: str) 
     observed = {r["check"]: r["observed"] for r in report["results"]}
     for check, expected in peer.expect.items():
         assert statuses.get(check) == expected, (check, observed.get(check), observed)
+    for check, text in peer.observed.items():
+        assert observed.get(check) == text, (check, observed.get(check))
     assert code == peer.exit_code == report["exit_code"], (stderr, observed)
