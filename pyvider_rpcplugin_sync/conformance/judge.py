@@ -31,7 +31,7 @@ def cookie_refusal(line: str | None, code: int | None, stderr: str) -> list[Resu
             "compare the magic cookie variable with the expected value before listening; "
             "exit 1 on mismatch",
         )
-    elif line:
+    elif line and _is_handshake(line):
         refuses = judged(
             "cookie.refuses",
             expect,
@@ -57,6 +57,14 @@ def cookie_refusal(line: str | None, code: int | None, stderr: str) -> list[Resu
         "plugins automatically'",
     )
     return [refuses, message]
+
+
+def _is_handshake(line: str) -> bool:
+    try:
+        parse_line(line)
+    except LineError:
+        return False  # stdout noise: check handshake.line reports it
+    return True
 
 
 def first_line(

@@ -101,6 +101,8 @@ def test_cookie_refusal_verdicts() -> None:
     assert [r.status for r in running] == ["fail", "fail"]
     served = judge.cookie_refusal("1|1|unix|/s|grpc|\n", 0, "")
     assert served[0].status == "fail" and "printed" in served[0].observed
+    noisy = judge.cookie_refusal("my plugin 0.1\n", 1, "This binary is a plugin.")
+    assert [r.status for r in noisy] == ["pass", "pass"]  # the noise is handshake.line's
 
 
 def test_hclog_lines_with_a_number_for_a_message_fail() -> None:
