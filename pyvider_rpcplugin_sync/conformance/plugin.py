@@ -7,6 +7,7 @@ common; AutoMTLS; signals and a closed stdin; optionally TCP (``tcp_env``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import shutil
@@ -22,6 +23,7 @@ from .model import Report, judged, skipped
 from .plugin_tls import SHUTDOWN_GRACE, signals_run, tls_run
 from .spawn import Started, plugin_environ, private_dir, started
 
+EXIT_WAIT = 0.5  # how long a plugin that printed something may take to exit
 STREAM_HOLD = 0.3  # a streaming service that is there keeps the stream open this long
 UNKNOWN_VERSION = 9999
 
@@ -77,9 +79,11 @@ class _Run:
         with started(self.o.cmd, self.env(cookie=False)) as plugin:
             try:
                 line = plugin.first_line(self.o.start_timeout)
-            except TimeoutError:
-                line = None
-            code = plugin.wait(self.o.start_timeout if line is None else 0.5)
+            except TimeoutError:  # neither a line nor an exit: still running
+                line, code = None, plugin.wait(0)
+            else:
+                # EOF: the plugin exits (or closed stdout); a line: it may still refuse and exit.
+                code = plugin.wait(self.o.start_timeout if line is None else EXIT_WAIT)
             for result in judge.cookie_refusal(line, code, plugin.stderr_text()):
                 self.report.add(result)
 
@@ -241,7 +245,7 @@ class _Run:
             raw = self.line_of(plugin)
             result, parsed = judge.first_line(raw, None, plugin.stderr_text(), self.o.start_timeout)
             if parsed is None:
-                self.report.add(result.__class__(**{**result.__dict__, "check": "tcp.line"}))
+                self.report.add(dataclasses.replace(result, check="tcp.line"))
                 return
             if parsed.network != "tcp":
                 self.report.add(
@@ -257,7 +261,7 @@ class _Run:
             for r in judge.listener(parsed, "", self.port_range):
                 if r.check != "listener.socket_dir":
                     self.report.add(
-                        r.__class__(**{**r.__dict__, "check": r.check.replace("listener", "tcp")})
+                        dataclasses.replace(r, check=r.check.replace("listener", "tcp"))
                     )
             ch = grpcprobe.channel(parsed.network, parsed.address)
             try:

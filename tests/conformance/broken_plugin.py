@@ -14,6 +14,8 @@ versions 5 and 6. Modes:
 - ``first-offered``: answers the first offered version it knows, not the highest
 - ``dies-on-sigint``: keeps Python's default SIGINT handling
 - ``padded-cert``: pads the certificate field with ``=``
+- ``ignores-cookie``: serves without the cookie
+- ``no-health``: no grpc.health.v1.Health
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ HANDSHAKE = HandshakeConfig(
 )
 SHUTDOWN = "/plugin.GRPCController/Shutdown"
 STDIO = "/plugin.GRPCStdio/StreamStdio"
+HEALTH = "/grpc.health.v1.Health/Check"
 _FAKE_DER = bytes(range(256)) * 3 + b"\x01"  # 769 bytes: base64 needs padding
 
 
@@ -60,6 +63,8 @@ class _Breaker(grpc.ServerInterceptor):
         if self.mode == "no-controller" and details.method == SHUTDOWN:
             return None
         if self.mode == "no-stdio" and details.method == STDIO:
+            return None
+        if self.mode == "no-health" and details.method == HEALTH:
             return None
         if self.mode == "goaway-first" and details.method == SHUTDOWN:
 
@@ -88,6 +93,8 @@ def main(mode: str) -> int:
         threading.Thread(target=lambda: (stopped.wait(), holder[0].stop(0)), daemon=True).start()
 
     environ = dict(os.environ)
+    if mode == "ignores-cookie":
+        environ["PLUGIN_MAGIC_COOKIE"] = "test_cookie_value"
     if mode == "first-offered":
         offered = [
             v for v in environ.get("PLUGIN_PROTOCOL_VERSIONS", "").split(",") if v in ("5", "6")

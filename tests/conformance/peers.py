@@ -125,6 +125,8 @@ PLUGIN_PEERS: tuple[PluginPeer, ...] = (
     _broken_peer("first-offered", "versions.order"),
     _broken_peer("dies-on-sigint", "signal.sigint_ignored"),
     _broken_peer("padded-cert", "tls.cert"),
+    _broken_peer("ignores-cookie", "cookie.refuses", "cookie.message"),
+    _broken_peer("no-health", "health.plugin"),
 )
 
 
