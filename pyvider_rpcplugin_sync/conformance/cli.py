@@ -105,6 +105,10 @@ def run(args: argparse.Namespace) -> int:
         if exc.hint:
             print(f"hint: {exc.hint}", file=sys.stderr)
         return EXIT_NOT_RUN
+    except OSError as exc:  # the kit's own files and sockets
+        print(f"error: the kit could not run: {exc}", file=sys.stderr)
+        print("hint: check that TMPDIR is a short, writable directory", file=sys.stderr)
+        return EXIT_NOT_RUN
     print(report.to_json() if args.json else report.to_table())
     return report.exit_code
 

@@ -15,6 +15,7 @@ HEALTH_CHECK = "/grpc.health.v1.Health/Check"
 STDIO = "/plugin.GRPCStdio/StreamStdio"
 BROKER = "/plugin.GRPCBroker/StartStream"
 SHUTDOWN = "/plugin.GRPCController/Shutdown"
+UNREACHABLE = ("UNAVAILABLE", "DEADLINE_EXCEEDED")  # how a health error starts: nobody answered
 SERVING_STATUS = {0: "UNKNOWN", 1: "SERVING", 2: "NOT_SERVING", 3: "SERVICE_UNKNOWN"}
 
 
@@ -57,8 +58,9 @@ def health(ch: grpc.Channel, service: str, timeout: float) -> tuple[str | None, 
 def stream_stays_open(
     ch: grpc.Channel, method: str, hold: float, *, bidi: bool
 ) -> tuple[bool, str]:
-    """Open a streaming call; (True, ...) when it is still open after ``hold`` seconds
-    (the service is there and waits), else (False, how it ended)."""
+    """Open a streaming call on a connected channel; (True, ...) when it is still open
+    after ``hold`` seconds (the service is there and waits), else (False, how it ended).
+    Call it only once the plugin answered on ``ch``: the call waits for readiness."""
     done = threading.Event()
     release = threading.Event()
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from .plugin import _Run
 
 SHUTDOWN_GRACE = 2.0  # go-plugin's wait after Shutdown before SIGKILL
-SIGNAL_HOLD = 0.3  # how long a plugin that ignores a signal must stay up
+SIGNAL_HOLD = 0.5  # how long a plugin that ignores a signal must stay up
 
 
 def tls_run(self: _Run) -> None:

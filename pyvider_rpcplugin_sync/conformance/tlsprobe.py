@@ -19,6 +19,8 @@ def connect(network: str, address: str, timeout: float) -> socket.socket:
         sock.connect(address)
         return sock
     host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        raise OSError(f"not a host:port address: {address!r}")
     return socket.create_connection((host.strip("[]"), int(port)), timeout=timeout)
 
 

@@ -16,6 +16,7 @@ versions 5 and 6. Modes:
 - ``padded-cert``: pads the certificate field with ``=``
 - ``ignores-cookie``: serves without the cookie
 - ``no-health``: no grpc.health.v1.Health
+- ``wrong-address``: prints the address of a socket nobody listens on
 """
 
 from __future__ import annotations
@@ -123,7 +124,8 @@ def main(mode: str) -> int:
             cert += "=="  # pad anyway: the check must see padding every run
     if mode == "stdout-noise":
         os.write(1, b"starting my plugin...\n")
-    fields = ["1", str(line.app_version), line.network, line.address, "grpc", cert]
+    address = line.address + ".nowhere" if mode == "wrong-address" else line.address
+    fields = ["1", str(line.app_version), line.network, address, "grpc", cert]
     os.write(1, ("|".join(fields) + "\n").encode())
     server.wait()
     return 0

@@ -127,6 +127,15 @@ PLUGIN_PEERS: tuple[PluginPeer, ...] = (
     _broken_peer("padded-cert", "tls.cert"),
     _broken_peer("ignores-cookie", "cookie.refuses", "cookie.message"),
     _broken_peer("no-health", "health.plugin"),
+    _broken_peer(
+        "wrong-address",
+        "listener.address",
+        "health.plugin",
+        "controller.shutdown",
+        "controller.reply_first",
+        "exit.code",
+        "tls.host_cert_accepted",
+    ),
 )
 
 
