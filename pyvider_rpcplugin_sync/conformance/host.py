@@ -184,6 +184,17 @@ def _run_host(
     return launches, code, output.decode("utf-8", "replace")
 
 
+def hclog_seen(output: str, token: str, raw_lines: Sequence[str]) -> str:
+    """How the probe's hclog line (message ``token``, as written: ``raw_lines``) shows in
+    the host's output: copied as it was, or read and logged again in the host's format."""
+    lines = [line for line in output.splitlines() if token in line]
+    if not lines:
+        return "not in the host's output"
+    if all(any(raw in line for raw in raw_lines) for line in lines):
+        return "shown raw: not read as hclog"
+    return "read as hclog: its message shown, not its JSON"
+
+
 def judge_honest(
     report: Report,
     *,
@@ -337,15 +348,15 @@ def judge_honest(
                 required=False,
             )
         )
-    shown = token in output
+    starts = [found[1] for launch in launches if (found := launch.first("start"))]
     report.add(
         Result(
             "host.hclog",
             "plugin's hclog lines reach the host's log",
             "info",
-            "the probe's line appeared in the host's output"
-            if shown
-            else "not in the host's output",
+            hclog_seen(
+                output, token, [str(e.get("log_line", "")) for e in starts if e.get("log_line")]
+            ),
             required=False,
         )
     )

@@ -122,16 +122,11 @@ def main(config: Mapping[str, Any]) -> int:
     env = dict(os.environ)
     cookie_key, cookie_value = config["cookie_key"], config["cookie_value"]
     facts = environment_facts(env, cookie_key, cookie_value)
-    reporter.send("start", pid=os.getpid(), mode=config["mode"], env=facts)
-    os.write(
-        2,
-        (
-            json.dumps(
-                {"@level": "info", "@message": config["log_token"], "@timestamp": _timestamp()}
-            )
-            + "\n"
-        ).encode(),
+    log_line = json.dumps(
+        {"@level": "info", "@message": config["log_token"], "@timestamp": _timestamp()}
     )
+    reporter.send("start", pid=os.getpid(), mode=config["mode"], env=facts, log_line=log_line)
+    os.write(2, (log_line + "\n").encode())
     if facts["cookie"] != "match":
         sys.stderr.write(
             "This binary is a plugin. These are not meant to be executed directly.\n"

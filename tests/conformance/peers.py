@@ -204,10 +204,13 @@ HOST_PEERS: tuple[HostPeer, ...] = (
             "host.kill_wait": "pass",
             "host.verifies_plugin_cert": "pass",
         },
-        (*BASIC, "--env", "KV_PLUGIN={probe}", "--env", "KV_AUTOMTLS=1"),
+        (*BASIC, "--env", "KV_PLUGIN={probe}", "--env", "KV_AUTOMTLS=1", "--env", "KV_HOST_LOG=1"),
         "go101_bins",
         exit_code=0,
-        observed={"host.internal_calls": "StartStream"},
+        observed={
+            "host.internal_calls": "StartStream",
+            "host.hclog": "read as hclog: its message shown, not its JSON",
+        },
     ),
     HostPeer(
         "go-1.0.1-kvhost-no-tls",

@@ -168,3 +168,14 @@ def test_the_h2_client_records_frames_in_arrival_order() -> None:
     thread.join()
     assert [f.type for f in exchange.frames] == [h2.SETTINGS, h2.GOAWAY, h2.DATA]
     assert exchange.closed and exchange.goaway_index == 1 and exchange.reply_index == 2
+
+
+def test_how_a_host_shows_the_probes_hclog_line() -> None:
+    from pyvider_rpcplugin_sync.conformance.host import hclog_seen
+
+    raw = '{"@level":"info","@message":"tok-1","@timestamp":"..."}'
+    assert hclog_seen(f"x\n{raw}\n", "tok-1", [raw]) == "shown raw: not read as hclog"
+    again = '{"@level":"info","@message":"tok-1","@module":"host.probe","@timestamp":"..."}'
+    assert hclog_seen(again + "\n", "tok-1", [raw]).startswith("read as hclog")
+    assert hclog_seen("[INFO]  plugin.probe: tok-1\n", "tok-1", [raw]).startswith("read as")
+    assert hclog_seen("nothing\n", "tok-1", [raw]) == "not in the host's output"
