@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-_INTEROP = str(Path(__file__).resolve().parent.parent / "interop")
-if _INTEROP not in sys.path:
-    sys.path.insert(0, _INTEROP)
+_HERE = Path(__file__).resolve().parent
+for _path in (str(_HERE), str(_HERE.parent / "interop")):  # also under --import-mode=importlib
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 from fakehost import MARKER_VAR, no_process_left_behind  # noqa: E402
 from gobuild import GoBuildError, build_go_binaries, go_available  # noqa: E402
