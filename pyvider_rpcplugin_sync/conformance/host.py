@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .model import Report, Result, judged, passed, skipped
-from .spawn import KitError, private_dir
+from .spawn import KitError, private_dir, short_tmp
 
 INTERNAL = (
     "/plugin.GRPCBroker/StartStream",
@@ -365,7 +365,7 @@ def judge_honest(
 def check_host(options: HostOptions) -> Report:
     begin = time.monotonic()
     report = Report("host", list(options.cmd))
-    workdir = Path(tempfile.mkdtemp(prefix="pyv-conf-"))
+    workdir = Path(tempfile.mkdtemp(prefix="pyv-conf-", dir=short_tmp()))
     try:
         token = f"conformance-probe-{secrets.token_hex(4)}"
         launches, code, output = _run_host(options, workdir, "honest", token, options.timeout)

@@ -21,7 +21,7 @@ from . import grpcprobe, h2, judge, tlsprobe
 from .line import HandshakeLine
 from .model import Report, judged, skipped
 from .plugin_tls import SHUTDOWN_GRACE, signals_run, tls_run
-from .spawn import Started, plugin_environ, private_dir, started
+from .spawn import Started, plugin_environ, private_dir, short_tmp, started
 
 EXIT_WAIT = 0.5  # how long a plugin that printed something may take to exit
 STREAM_HOLD = 0.5  # a streaming service that is there keeps the stream open this long
@@ -292,7 +292,7 @@ class _Run:
 def check_plugin(options: PluginOptions) -> Report:
     """Run the whole battery; every process started is gone when this returns."""
     begin = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="pyv-conf-"))
+    workdir = Path(tempfile.mkdtemp(prefix="pyv-conf-", dir=short_tmp()))
     try:
         run = _Run(options, workdir)
         run.cookie()

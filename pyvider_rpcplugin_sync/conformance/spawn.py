@@ -14,6 +14,7 @@ import os
 import queue
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from collections import deque
@@ -141,6 +142,17 @@ def started(
         yield plugin
     finally:
         plugin.kill()
+
+
+SHORT_TMP_LIMIT = 40  # leaves room under the 107-byte socket path limit for a plugin's own names
+
+
+def short_tmp() -> str | None:
+    """The temporary directory for the kit's runs: TMPDIR when short, else ``/tmp``
+    (plugins put their sockets under it, and socket paths are limited)."""
+    if len(tempfile.gettempdir()) <= SHORT_TMP_LIMIT or not os.path.isdir("/tmp"):
+        return None
+    return "/tmp"
 
 
 def private_dir(parent: Path, name: str) -> Path:

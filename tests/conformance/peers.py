@@ -6,6 +6,11 @@ command needs (``go101_bins``: ``{name: Path}`` of the Go 1.0.1 programs;
 command from that fixture's value. ``fails`` is the exact set of checks the
 peer is known to fail, required and optional alike: a new failure and a fixed
 one both fail the test.
+
+A peer built by other means (go-plugin 1.8 programs, OpenTofu) needs a session
+fixture in ``conftest.py`` that builds or finds it, skipping without it and
+failing under ``PYVIDER_REQUIRE_INTEROP=1`` (as ``go101_bins`` does), and its
+rows here with ``needs`` set to that fixture's name.
 """
 
 from __future__ import annotations

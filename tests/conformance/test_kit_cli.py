@@ -37,3 +37,14 @@ def test_a_command_that_cannot_start_exits_3_with_a_hint(kind: str) -> None:
     assert done.returncode == 3, done
     assert "error: cannot start '/nonexistent/plugin-binary'" in done.stderr
     assert "hint:" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_battery_runs_from_python_too(marker: str) -> None:
+    from peers import BROKEN
+
+    from pyvider_rpcplugin_sync.conformance import PluginOptions, check_plugin
+
+    report = check_plugin(PluginOptions([sys.executable, str(BROKEN), "stdout-noise"]))
+    assert report.exit_code == 1
+    assert report.status_of("handshake.line") == "fail"
+    assert report.status_of("cookie.refuses") == "pass"
