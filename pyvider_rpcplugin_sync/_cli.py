@@ -1,4 +1,6 @@
-"""``python -m pyvider_rpcplugin_sync`` / ``pyvider-rpcplugin-sync``: demo, inspect, kv, protoc.
+"""``python -m pyvider_rpcplugin_sync`` / ``pyvider-rpcplugin-sync``.
+
+Commands: demo, inspect, kv, protoc, counter, conformance.
 
 Every failure ends in a message and a hint on stderr and exit code 1, never a
 traceback.
@@ -141,6 +143,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_plugin_options(counter, default_cookie="BASIC_PLUGIN=hello")
     counter.add_argument("words", nargs=argparse.REMAINDER, help="[-- CMD...] OP...")
     counter.set_defaults(run=_run_counter)
+
+    from .conformance.cli import add_commands
+
+    add_commands(commands)
     return parser
 
 
