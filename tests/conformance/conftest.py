@@ -1,6 +1,7 @@
 """Fixtures of the conformance kit's tests: peers to run the kit against, and leak checks.
 
-Go peers are built by ``tests/interop/gobuild.py`` (Debian's go-plugin 1.0.1);
+Go peers are built by ``tests/interop/gobuild.py`` (Debian's go-plugin 1.0.1) and
+``tests/interop/gomodules.py`` (go-plugin 1.8.0 from the Go module proxy);
 without Go they skip with the reason, and with ``PYVIDER_REQUIRE_INTEROP=1``
 (CI) they fail instead, as in ``tests/interop``.
 """
@@ -42,6 +43,22 @@ def go101_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         return build_go_binaries(tmp_path_factory.mktemp("gobin"))
     except GoBuildError as exc:
         pytest.fail(f"building the Go interop programs failed: {exc}")
+
+
+@pytest.fixture(scope="session")
+def go18_bins(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The go-plugin 1.8.0 programs of ``tests/interop/go18`` (kvhost18, kvplugin18,
+    counterhost18, counterplugin18), built from the Go module proxy's cache."""
+    from gomodules import GoModuleError, build_go18
+    from gomodules import go_available as modules_available
+
+    reason = modules_available()
+    if reason is not None:
+        _unavailable(f"Go module builds are unavailable: {reason}")
+    try:
+        return build_go18(tmp_path_factory.mktemp("go18"), "go18")
+    except GoModuleError as exc:
+        pytest.fail(f"building the go-plugin 1.8.0 programs failed: {exc}")
 
 
 @pytest.fixture(scope="session")

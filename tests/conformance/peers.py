@@ -7,10 +7,10 @@ command from that fixture's value. ``fails`` is the exact set of checks the
 peer is known to fail, required and optional alike: a new failure and a fixed
 one both fail the test.
 
-A peer built by other means (go-plugin 1.8 programs, OpenTofu) needs a session
-fixture in ``conftest.py`` that builds or finds it, skipping without it and
-failing under ``PYVIDER_REQUIRE_INTEROP=1`` (as ``go101_bins`` does), and its
-rows here with ``needs`` set to that fixture's name.
+``go18_bins``: the go-plugin 1.8.0 programs. A peer built by other means (OpenTofu)
+needs a session fixture in ``conftest.py`` that builds or finds it, skipping
+without it and failing under ``PYVIDER_REQUIRE_INTEROP=1`` (as ``go101_bins``
+does), and its rows here with ``needs`` set to that fixture's name.
 """
 
 from __future__ import annotations
@@ -81,6 +81,8 @@ OPTIONAL = frozenset(
 )
 # go-plugin 1.0.1: no GRPCStdio, sockets in $TMPDIR, Shutdown answered by dropping the connection.
 GO_101 = frozenset({"listener.socket_dir", "stdio.stream", "controller.reply_first"})
+# go-plugin 1.8.0: its Shutdown handler stops the server before it returns (no reply leaves).
+GO_18 = frozenset({"controller.reply_first"})
 BASIC = ("--cookie", "BASIC_PLUGIN=hello")
 
 PLUGIN_PEERS: tuple[PluginPeer, ...] = (
@@ -100,6 +102,8 @@ PLUGIN_PEERS: tuple[PluginPeer, ...] = (
     ),
     PluginPeer("go-1.0.1-kvplugin", _go("kvplugin"), GO_101, BASIC, "go101_bins"),
     PluginPeer("go-1.0.1-counterplugin", _go("counterplugin"), GO_101, BASIC, "go101_bins"),
+    PluginPeer("go-1.8.0-kvplugin", _go("kvplugin18"), GO_18, BASIC, "go18_bins"),
+    PluginPeer("go-1.8.0-counterplugin", _go("counterplugin18"), GO_18, BASIC, "go18_bins"),
     # pyvider-rpcplugin 0.5.5: its own cookie message; TLS without checking the client.
     PluginPeer(
         "pyvider-0.5.5-kv",
@@ -224,6 +228,27 @@ HOST_PEERS: tuple[HostPeer, ...] = (
         (*BASIC, "--env", "KV_PLUGIN={probe}"),
         "go101_bins",
         observed={"host.internal_calls": "StartStream"},
+    ),
+    HostPeer(
+        "go-1.8.0-kvhost",
+        lambda bins: [str(bins["kvhost18"]), "put", "a", "b"],
+        {
+            **_GOOD,
+            "host.client_cert": "pass",
+            "host.kill_wait": "pass",
+            "host.verifies_plugin_cert": "pass",
+        },
+        (*BASIC, "--env", "GO18_PLUGIN={probe}", "--env", "GO18_AUTOMTLS=1"),
+        "go18_bins",
+        observed={"host.internal_calls": "Check, StartStream, StreamStdio"},
+    ),
+    HostPeer(
+        "go-1.8.0-kvhost-no-tls",
+        lambda bins: [str(bins["kvhost18"]), "put", "a", "b"],
+        {**_GOOD, "host.client_cert": "skip", "host.verifies_plugin_cert": "skip"},
+        (*BASIC, "--env", "GO18_PLUGIN={probe}"),
+        "go18_bins",
+        observed={"host.internal_calls": "Check, StartStream, StreamStdio"},
     ),
     # Terraform 1.11: P-521 client certificate, versions 5,6, Shutdown then 2 s then SIGKILL.
     HostPeer(
