@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -173,7 +174,8 @@ class PluginProcess:
         return self
 
     def _launch(self) -> None:
-        hooks = Hooks(self._exit_callback(), self._stderr_log, self._short_name)
+        deadline = time.monotonic() + self._config.start_timeout  # for the whole start
+        hooks = Hooks(self._exit_callback(), self._stderr_log, self._short_name, deadline)
         launched = self._start_with.launch(self._res, self._config, hooks)
         self.negotiated_version, self.handshake_line = launched.version, launched.line
         self._life.watch = launched.watch
@@ -185,6 +187,7 @@ class PluginProcess:
             logger=self.logger,
             stderr_log=self._stderr_log,
             name=self._short_name,
+            deadline=deadline,
         )
         shared = channel
         if self._interceptors:

@@ -194,9 +194,9 @@ class Child:
 
     # --- the handshake line ----------------------------------------------------------
 
-    def read_handshake(self, timeout: float) -> str:
-        """The first stdout line; afterwards stdout is drained and discarded."""
-        deadline = time.monotonic() + timeout
+    def read_handshake(self, deadline: float, timeout: float) -> str:
+        """The first stdout line, by ``deadline`` (``time.monotonic()``; the start's
+        ``timeout`` for messages); afterwards stdout is drained and discarded."""
         buffer = bytearray()
         exit_seen = False
         with selectors.DefaultSelector() as selector:
