@@ -4,7 +4,8 @@ Usage: ``echo_faults.py [MODE]``; modes change how it starts or stops:
 
 - ``serve`` (default): a normal plugin; magic Echo payloads do odd things:
   ``crash`` exits at once (code 7); ``flood:STDOUT_MB:STDERR_MB`` writes that
-  much to the real stdout and stderr before replying; ``log`` writes hclog and
+  much to the real stdout and stderr before replying; a Stream of ``crash`` sends one
+  message, then exits (code 7); ``log`` writes hclog and
   plain lines to stderr, ending with a line "done-marker"; ``env:NAME`` replies
   with that environment variable; ``print:TEXT`` prints TEXT (through GRPCStdio)
 - ``noise``: prints a banner before the handshake line
@@ -97,7 +98,9 @@ class FaultyEcho(echo_pb2_grpc.EchoServicer):
     def Stream(
         self, request: echo_pb2.StreamRequest, context: grpc.ServicerContext
     ) -> Iterator[echo_pb2.EchoResponse]:
-        for _ in range(request.count):
+        for index in range(request.count):
+            if request.payload == b"crash" and index == 1:
+                os._exit(7)  # a stream cut by the plugin's crash, after its first message
             yield echo_pb2.EchoResponse(payload=request.payload)
 
 
