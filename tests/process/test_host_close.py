@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import signal
@@ -9,9 +10,11 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+from leak_check import open_fds, settle_threads
 from process_helpers import ECHO, PYTHON, child_processes, scenario
 
 from pyvider_rpcplugin_sync import PluginClosed, RPCPluginError
@@ -221,3 +224,27 @@ def test_stub_before_start() -> None:
     plugin = PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub)
     with pytest.raises(RPCPluginError, match="not started"):
         _ = plugin.stub
+
+
+def test_a_grandchild_that_left_the_group_does_not_keep_the_hosts_pipes(tmp_path: Path) -> None:
+    # It escaped the process group (setsid) with the plugin's stdout and stderr: once
+    # the plugin itself has exited, the host drains briefly, stops reading, and closes.
+    pid_file = tmp_path / "escaped.pid"
+    with PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub, tls=False) as warm:
+        echo(warm, b"grpc's one-time resources")
+    before = set(threading.enumerate())
+    pipes = open_fds()["pipe"]
+    plugin = PluginProcess(scenario("echo_faults", "escape", str(pid_file)), tls=False).start()
+    try:
+        began = time.monotonic()
+        plugin.close()
+        closed_in = time.monotonic() - began
+        assert plugin.returncode == 0
+        settle_threads(before)
+        left = [t.name for t in threading.enumerate() if t not in before]
+        assert left == [], f"threads still reading the pipes: {left}"
+        assert open_fds()["pipe"] == pipes, "the plugin's pipes are still open"
+        assert closed_in < 10, f"close took {closed_in:.1f} s"
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)

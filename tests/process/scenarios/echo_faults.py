@@ -14,6 +14,9 @@ Usage: ``echo_faults.py [MODE]``; modes change how it starts or stops:
 - ``stubborn``: ignores Shutdown and SIGTERM
 - ``wrong-cert``: serves TLS but prints another certificate in its handshake line
 - ``immortal``: like ``stubborn``, and does not even stop when its parent dies
+- ``escape PIDFILE``: first starts a grandchild in a session of its own (out of the
+  plugin's process group) that keeps stdout and stderr open for a minute; its pid goes
+  to PIDFILE
 """
 
 from __future__ import annotations
@@ -134,8 +137,22 @@ def run_raw(after_handshake: str) -> int:
     return 0
 
 
+def escape(pid_file: str) -> None:
+    import subprocess
+
+    grandchild = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # out of the group: closing the plugin does not reach it
+    )
+    with open(pid_file, "w") as handle:
+        handle.write(str(grandchild.pid))
+
+
 def main(mode: str) -> int:
-    if mode == "noise":
+    if mode == "escape":
+        escape(sys.argv[2])
+    elif mode == "noise":
         print("My Plugin v1.2.3 starting up", flush=True)
     elif mode == "versions":
         return run_plugin(register, handshake=HandshakeConfig(protocol_versions=(7,)))
