@@ -11,6 +11,7 @@ only when ``rate_limit`` or ``interceptors`` ask for them.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
 import time
 import weakref
@@ -31,6 +32,7 @@ from .._protocol.handshake import HandshakeLine
 from .._protocol.reattach import ReattachConfig
 from .._services.health import check_serving, health_check
 from .._transport.guard import GuardedChannel, Translate
+from .at_exit import close_at_exit, forget
 from .channel import HostResources, intercepted
 from .config import HostConfig
 from .env import command_argv
@@ -117,6 +119,9 @@ class PluginProcess:
         self._channel: grpc.Channel | None = None
         self._res = HostResources()
         self._finalizer = weakref.finalize(self, self._res.release)
+        # At interpreter exit, at_exit closes open plugins gracefully and in parallel;
+        # this last resort (SIGKILL) is for a PluginProcess collected while open.
+        self._finalizer.atexit = False
         self.negotiated_version: int | None = None
         self.handshake_line: HandshakeLine | None = None
         self.network: str | None = None
@@ -164,6 +169,7 @@ class PluginProcess:
                 self._finalizer()
                 raise
             self._life.advance(Event.STARTED)
+            close_at_exit(self, self._config.shutdown_grace)
         logger.debug(
             "plugin %s running, pid %s, %s %s",
             self.logger.name,
@@ -314,6 +320,7 @@ class PluginProcess:
                 return
             running = self._life.advance(Event.CLOSE) is Stage.RUNNING
             self._stub, self._channel = None, None
+            forget(self)
             try:
                 if running:
                     self._res.shutdown(grace, self._reattach, self.logger.name)
@@ -339,6 +346,12 @@ class PluginProcess:
         self._stub = self._channel = None
         self._finalizer.detach()  # it would kill the parent's plugin
         ABANDONED.append(self)
+
+    def _kill_at_exit(self) -> None:
+        """At interpreter exit, past the exit's bound: SIGKILL, no wait, no lock."""
+        child = self._res.child
+        if child is not None:
+            child.signal_group(signal.SIGKILL)
 
     def __enter__(self) -> PluginProcess:
         if self._life.stage is Stage.NEW:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import json
 import os
 import signal
 import subprocess
@@ -218,6 +219,43 @@ def test_unclosed_plugin_is_killed_at_interpreter_exit() -> None:
     finally:
         if os.path.exists(f"/proc/{pid}"):
             os.kill(pid, signal.SIGKILL)
+
+
+HOST_THAT_EXITS_WITH_PLUGINS_OPEN = """
+import atexit, json, logging, os, sys, time
+
+def report():  # registered before the library's exit hook, so it runs after it
+    codes = [plugin.returncode for plugin in well_behaved + stubborn]
+    os.write(1, json.dumps({"codes": codes, "exit": time.monotonic() - ended}).encode())
+
+atexit.register(report)
+logging.basicConfig(level=logging.WARNING)  # the library's warnings go to stderr
+from pyvider_rpcplugin_sync._host.process import PluginProcess
+
+echo, faults = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+well_behaved = [PluginProcess(echo).start() for _ in range(2)]
+# They ignore Shutdown and SIGTERM: each needs its grace, then SIGTERM's, then SIGKILL.
+stubborn = [PluginProcess(faults, shutdown_grace=1).start() for _ in range(3)]
+ended = time.monotonic()
+# no close(): the interpreter exits with five plugins running
+"""
+
+
+def test_interpreter_exit_closes_open_plugins_gracefully_and_in_parallel() -> None:
+    stubborn = scenario("echo_faults", "stubborn")
+    host = subprocess.run(
+        [PYTHON, "-c", HOST_THAT_EXITS_WITH_PLUGINS_OPEN, json.dumps(ECHO), json.dumps(stubborn)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(host.stdout)
+    assert report["codes"] == [0, 0, -9, -9, -9], host.stderr  # Shutdown first, not SIGKILL
+    assert "unexpectedly" not in host.stderr
+    # In parallel: within the documented bound (the longest grace + 4 s = 5 s), which
+    # three stubborn plugins closed one after the other (3 x 2 s) would exceed.
+    assert report["exit"] < 5.0, report
 
 
 def test_stub_before_start() -> None:
