@@ -9,6 +9,7 @@ exist (``warm_grpc``). Child processes are checked by the directory's autouse fi
 from __future__ import annotations
 
 import contextlib
+import datetime
 import os
 import socket
 import threading
@@ -23,7 +24,9 @@ from process_helpers import ECHO, scenario
 
 from pyvider_rpcplugin_sync import HandshakeError, RPCPluginError, StartTimeout, TransportError
 from pyvider_rpcplugin_sync._host.process import PluginProcess
+from pyvider_rpcplugin_sync._protocol.handshake import encode_cert_field
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
+from pyvider_rpcplugin_sync._transport.tls.certs import self_signed_identity
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -37,11 +40,14 @@ def raw_line(text: str) -> list[str]:
 
 
 @pytest.fixture(scope="module", autouse=True)
-def warm_grpc() -> None:
-    """Real sessions first (plaintext unix, AutoMTLS tcp): grpc's process-wide state exists."""
+def warm_grpc() -> Iterator[None]:
+    """Real sessions first (plaintext unix, AutoMTLS tcp): grpc's process-wide state
+    exists. All the cases together leave nothing either (each is checked alone, too)."""
     for tls, transport in ((False, "unix"), (True, "tcp")):
         with PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub, tls=tls, transport=transport) as p:
             p.stub.Echo(echo_pb2.EchoRequest(payload=b"warm"), timeout=10)
+    with leaves_nothing():
+        yield
 
 
 def refused(
@@ -154,6 +160,19 @@ def test_another_programs_socket_is_refused_in_time_and_never_removed(
         assert "start_timeout" in (exc.hint or "")
     if foreign.kind != "silent-tcp":
         assert precious.is_socket(), "the host removed another program's socket"
+
+
+@pytest.mark.parametrize("curve", ["secp256r1", "secp521r1"])  # grpcio's TLS; the ssl bridge
+def test_a_silent_server_with_automtls_runs_out_the_start_in_time(
+    curve: str, tmp_path: Path
+) -> None:
+    cert = encode_cert_field(self_signed_identity(curve, datetime.timedelta(hours=1)).cert_der)
+    server = ForeignServer("silent", tmp_path / "precious.sock")
+    try:
+        exc = refused(raw_line(server.line + cert), StartTimeout, tls=True)
+        assert "start_timeout" in (exc.hint or "")
+    finally:
+        server.close()
 
 
 def test_a_socket_named_like_go_plugins_but_older_than_the_plugin_stays(tmp_path: Path) -> None:
