@@ -9,20 +9,21 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shlex
 import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import grpc
 
 from ._constants import DEFAULT_CONNECT_TIMEOUT
 from ._errors import RPCPluginError
-from ._protocol.handshake import HandshakeConfig
+from ._protocol.handshake import HandshakeConfig, printable
 
 if TYPE_CHECKING:
     from ._host.process import PluginProcess
@@ -33,14 +34,14 @@ KV_PLUGIN = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.kv_plugin"]
 KV_PLUGIN_ENV = "KV_PLUGIN"
 COUNTER_PLUGIN = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.counter_plugin"]
 COUNTER_PLUGIN_ENV = "COUNTER_PLUGIN"
+_TAIL_LINE_LIMIT = 200  # characters of each stderr line shown
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "run"):
-        parser.print_help()
-        return 2
+        parser.error("a command is required (see --help)")  # usage on stderr, exit 2
     try:
         code: int = args.run(args)
     except RPCPluginError as exc:
@@ -54,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
         if tail:
-            print("plugin stderr (last lines):\n" + tail, file=sys.stderr)
+            # Escaped and cut: no control byte of the plugin's reaches the terminal.
+            lines = (printable(line, _TAIL_LINE_LIMIT) for line in tail.splitlines())
+            print("plugin stderr (last lines):\n" + "\n".join(lines), file=sys.stderr)
         return 1
     except grpc.RpcError as exc:
         print(f"error: the call failed: {exc.code().name}: {exc.details()}", file=sys.stderr)
@@ -65,6 +68,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _positive(kind: type[int] | type[float], what: str) -> Callable[[str], float]:
+    """An argparse type: a number of ``kind`` above 0 (``what`` names it in errors)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}") from None
+        if not (value > 0 and math.isfinite(value)):  # NaN is not above 0 either
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what} (it must be above 0)")
+        return value
+
+    return parse
 
 
 # The library's hints name Python parameters; on the command line, the flags say it.
@@ -96,8 +114,9 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands")
 
     demo = commands.add_parser("demo", help="run the bundled echo plugin and call it")
-    demo.add_argument("--threads", type=int, default=4, help="calling threads (default 4)")
-    demo.add_argument("--calls", type=int, default=500, help="calls per thread (default 500)")
+    count = _positive(int, "a whole number")
+    demo.add_argument("--threads", type=count, default=4, help="calling threads (default 4)")
+    demo.add_argument("--calls", type=count, default=500, help="calls per thread (default 500)")
     demo.add_argument("--no-tls", action="store_true", help="plaintext instead of AutoMTLS")
     demo.set_defaults(run=_run_demo)
 
@@ -164,17 +183,17 @@ def _add_plugin_options(parser: argparse.ArgumentParser, default_cookie: str | N
     parser.add_argument("--transport", choices=("unix", "tcp"), default=None)
     parser.add_argument(
         "--start-timeout",
-        type=float,
+        type=_positive(float, "a number of seconds"),
         default=30.0,
         metavar="SECONDS",
-        help="wait this long for the handshake line (default 30)",
+        help="the whole start may take this long (default 30)",
     )
     parser.add_argument(
         "--connect-timeout",
-        type=float,
+        type=_positive(float, "a number of seconds"),
         default=DEFAULT_CONNECT_TIMEOUT,
         metavar="SECONDS",
-        help=f"wait this long for the first connection (default {DEFAULT_CONNECT_TIMEOUT:g})",
+        help=f"the connect step may take this long (default {DEFAULT_CONNECT_TIMEOUT:g})",
     )
 
 

@@ -58,7 +58,8 @@ class PluginStartError(_ProcessFailure):
 
 
 class StartTimeout(PluginStartError):
-    """The plugin printed no handshake line within the start timeout."""
+    """The start did not complete within ``start_timeout``: no handshake line, or no
+    answer at the address it named."""
 
 
 class TransportError(RPCPluginError):

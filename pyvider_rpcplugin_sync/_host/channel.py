@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import shutil
 import stat
 from collections.abc import Sequence
@@ -22,6 +23,7 @@ from .._constants import (
     DEFAULT_CONTROLLER_TIMEOUT,
     NETWORK_UNIX,
     READER_JOIN_TIMEOUT,
+    SOCKET_FILE_PREFIX,
     message_size_options,
     overrides_message_size,
 )
@@ -60,19 +62,31 @@ class HostResources:
         # The plugin's unix socket when it is not in socket_dir (go-plugin < 1.5
         # ignores PLUGIN_UNIX_SOCKET_DIR and uses its TMPDIR).
         self.plugin_socket: str | None = None
+        self._socket_inode: tuple[int, int] | None = None
 
     @property
     def channel(self) -> grpc.Channel | None:
         """The raw channel: the library's own calls (health, Shutdown, stdio) use it."""
         return self.connection.channel if self.connection is not None else None
 
-    def adopt_socket(self, line: HandshakeLine) -> None:
-        """Make sure the plugin's socket file goes with it, even where it put it."""
+    def adopt_socket(self, line: HandshakeLine, temp_dir: str, started_ns: int) -> None:
+        """Take charge of the plugin's socket file when the plugin made it, and only then.
+
+        A socket in ``socket_dir`` goes with the directory. One elsewhere is the plugin's
+        only if it is where go-plugin < 1.5 puts its own (``plugin<digits>`` in the
+        plugin's temp dir ``temp_dir``), a socket of this user, made after the plugin
+        started (``started_ns``, ``time.time_ns()`` before the spawn). Anything else a
+        handshake line names (another program's server) is never removed.
+        """
         if line.network != NETWORK_UNIX or self.plugin_socket is not None:
             return
         if self.socket_dir is not None and os.path.dirname(line.address) == self.socket_dir:
             return  # removed with the directory
+        info = plugin_made_socket(line.address, temp_dir, started_ns)
+        if info is None:
+            return
         self.plugin_socket = line.address
+        self._socket_inode = (info.st_dev, info.st_ino)
         watch_socket(line.address)
 
     def shutdown(self, grace: float, reattached: ReattachConfig | None, name: str) -> None:
@@ -125,16 +139,41 @@ class HostResources:
             release_directory(self.socket_dir)
             self.socket_dir = None
         if self.plugin_socket is not None:
-            remove_own_socket(self.plugin_socket)
+            remove_own_socket(self.plugin_socket, self._socket_inode)
             release_socket(self.plugin_socket)
             self.plugin_socket = None
 
 
-def remove_own_socket(path: str) -> None:
-    """Unlink ``path`` if it is a socket of this user (never a file a plugin named)."""
+# The file clock lags time.time_ns() by up to one kernel tick (Linux stamps files
+# from a coarse clock): a socket made right after the spawn may look this much older.
+_FILE_CLOCK_SLACK_NS = 50_000_000
+_GO_SOCKET_NAME = re.compile(rf"{re.escape(SOCKET_FILE_PREFIX)}[0-9]{{1,10}}")
+
+
+def plugin_made_socket(path: str, temp_dir: str, started_ns: int) -> os.stat_result | None:
+    """``path``'s status if it is a socket the plugin made in its temp dir, else None."""
+    directory, name = os.path.split(path)
+    if not _GO_SOCKET_NAME.fullmatch(name):
+        return None
+    try:
+        if os.path.realpath(directory) != os.path.realpath(temp_dir):
+            return None
+        info = os.lstat(path)
+    except OSError:
+        return None
+    made_after = min(info.st_mtime_ns, info.st_ctime_ns) >= started_ns - _FILE_CLOCK_SLACK_NS
+    if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid() and made_after:
+        return info
+    return None
+
+
+def remove_own_socket(path: str, inode: tuple[int, int] | None = None) -> None:
+    """Unlink ``path`` if it is a socket of this user and, given ``inode`` (device,
+    inode), still the file that was adopted (never a file a plugin merely named)."""
     with contextlib.suppress(OSError):
         info = os.lstat(path)
-        if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid():
+        same = inode is None or (info.st_dev, info.st_ino) == inode
+        if stat.S_ISSOCK(info.st_mode) and info.st_uid == os.getuid() and same:
             os.unlink(path)
 
 
@@ -147,6 +186,25 @@ def channel_options(
     if overrides_message_size(extra):
         return extra
     return (*message_size_options(max_message_size), *extra)
+
+
+# grpc's own bound on one connect attempt (20 s by default): the socket of an attempt
+# stays open that long, even after the call that started it gave up and the channel
+# closed. A host's attempts end a moment after the call that waits for them.
+_CONNECT_ATTEMPT_KEY = "grpc.min_reconnect_backoff_ms"
+_CONNECT_ATTEMPT_MARGIN = 0.1
+
+
+def bounded_connect_attempts(
+    options: Sequence[tuple[str, Any]], seconds: float
+) -> tuple[tuple[str, Any], ...]:
+    """``options`` with each grpc connect attempt bounded by ``seconds`` (and a margin,
+    so that the call waiting for it times out first), unless ``options`` set it."""
+    options = tuple(options)
+    if any(key == _CONNECT_ATTEMPT_KEY for key, _ in options):
+        return options
+    bound_ms = int((max(seconds, 0.0) + _CONNECT_ATTEMPT_MARGIN) * 1000)
+    return (*options, (_CONNECT_ATTEMPT_KEY, bound_ms))
 
 
 _GRPC_CLIENT_INTERCEPTORS = (

@@ -83,9 +83,11 @@ class HostConfig:
         skip_host_env: give the plugin only ``env`` and the protocol's variables, none
             of the host's environment (go-plugin's ``SkipHostEnv``).
         cwd: the plugin's working directory.
-        start_timeout: seconds to wait for the handshake line.
+        start_timeout: seconds the whole start may take: spawn, handshake line,
+            connect and first health check (``StartTimeout`` when it runs out).
         shutdown_grace: seconds a plugin gets to exit after ``Shutdown`` on close.
-        connect_timeout: seconds to wait for the first connection to the plugin.
+        connect_timeout: seconds the connect step (handshake line to the first health
+            answer) may take, within ``start_timeout`` (``TransportError`` when it runs out).
         transport: ``"unix"`` or ``"tcp"``, asked of the plugin via ``PLUGIN_TRANSPORT``.
         unix_socket_dir: where the host makes the plugin's private socket directory
             (default: the temp dir), passed as ``PLUGIN_UNIX_SOCKET_DIR``.

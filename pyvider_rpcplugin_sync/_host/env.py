@@ -105,6 +105,11 @@ def make_socket_dir(
     )
 
 
+def plugin_temp_dir(env: Mapping[str, str]) -> str:
+    """The plugin's temp dir as Go's ``os.TempDir`` finds it: ``$TMPDIR``, else /tmp."""
+    return env.get("TMPDIR") or "/tmp"
+
+
 def socket_dir_fits(directory: str) -> bool:
     """Whether socket files in ``directory`` stay within the sun_path limit."""
     # Ours are "plugin" + 9 digits; Go's os.CreateTemp makes "plugin" + up to 10.

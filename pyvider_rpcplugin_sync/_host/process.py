@@ -11,7 +11,9 @@ only when ``rate_limit`` or ``interceptors`` ask for them.
 from __future__ import annotations
 
 import logging
+import signal
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -30,6 +32,7 @@ from .._protocol.handshake import HandshakeLine
 from .._protocol.reattach import ReattachConfig
 from .._services.health import check_serving, health_check
 from .._transport.guard import GuardedChannel, Translate
+from .at_exit import close_at_exit, forget
 from .channel import HostResources, intercepted
 from .config import HostConfig
 from .env import command_argv
@@ -118,6 +121,9 @@ class PluginProcess:
         self._channel: grpc.Channel | None = None
         self._res = HostResources()
         self._finalizer = weakref.finalize(self, self._res.release)
+        # At interpreter exit, at_exit closes open plugins gracefully and in parallel;
+        # this last resort (SIGKILL) is for a PluginProcess collected while open.
+        self._finalizer.atexit = False
         self.negotiated_version: int | None = None
         self.handshake_line: HandshakeLine | None = None
         self.network: str | None = None
@@ -165,6 +171,7 @@ class PluginProcess:
                 self._finalizer()
                 raise
             self._life.advance(Event.STARTED)
+            close_at_exit(self, self._config.shutdown_grace)
         logger.debug(
             "plugin %s running, pid %s, %s %s",
             self.logger.name,
@@ -175,7 +182,8 @@ class PluginProcess:
         return self
 
     def _launch(self) -> None:
-        hooks = Hooks(self._exit_callback(), self._stderr_log, self._short_name)
+        deadline = time.monotonic() + self._config.start_timeout  # for the whole start
+        hooks = Hooks(self._exit_callback(), self._stderr_log, self._short_name, deadline)
         launched = self._start_with.launch(self._res, self._config, hooks)
         self.negotiated_version, self.handshake_line = launched.version, launched.line
         self._security, self._life.watch = launched.security, launched.watch
@@ -187,6 +195,7 @@ class PluginProcess:
             logger=self.logger,
             stderr_log=self._stderr_log,
             name=self._short_name,
+            deadline=deadline,
         )
         shared = channel
         if self._interceptors:
@@ -313,6 +322,7 @@ class PluginProcess:
                 return
             running = self._life.advance(Event.CLOSE) is Stage.RUNNING
             self._stub, self._channel = None, None
+            forget(self)
             try:
                 if running:
                     self._res.shutdown(grace, self._reattach, self.logger.name)
@@ -338,6 +348,12 @@ class PluginProcess:
         self._stub = self._channel = None
         self._finalizer.detach()  # it would kill the parent's plugin
         ABANDONED.append(self)
+
+    def _kill_at_exit(self) -> None:
+        """At interpreter exit, past the exit's bound: SIGKILL, no wait, no lock."""
+        child = self._res.child
+        if child is not None:
+            child.signal_group(signal.SIGKILL)
 
     def __enter__(self) -> PluginProcess:
         if self._life.stage is Stage.NEW:

@@ -36,6 +36,7 @@ from .._constants import (
     STDERR_TAIL_LINES,
 )
 from .._errors import HandshakeError, PluginStartError, StartTimeout
+from .pipes import PipeReaders, split_lines
 from .platform import began_to_exit, own_group_options, status_of
 from .platform import pidfd_open as _pidfd_open
 from .supervisor import release_group, watch_group
@@ -73,7 +74,12 @@ class Child:
         self.exited = threading.Event()
         self._exit_status: int | None = None
         self._reaped = False
-        self._proc = self._popen(argv, env, cwd, stdin)
+        self._pipes = PipeReaders()
+        try:
+            self._proc = self._popen(argv, env, cwd, stdin)
+        except BaseException:
+            self._pipes.close()
+            raise
         self.pid: int = self._proc.pid
         watch_group(self.pid)  # stopped by the supervisor if this host dies first
         self._pidfd = _pidfd_open(self.pid)
@@ -98,12 +104,9 @@ class Child:
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 close_fds=True,
-                # Own process group: it can be signalled as a whole (grandchildren
-                # included) and terminal signals go to the host's foreground group.
-                # Not a new session (except as the POSIX fallback): that also puts the
-                # plugin in its own scheduler autogroup, which makes every host<->plugin
-                # wake-up dearer (measured: ~10 vs ~8 context switches and +5% wall
-                # time per unary call).
+                # Own process group, signalled as a whole (grandchildren included);
+                # terminal signals go to the host's group. Not a new session: see
+                # own_group_options (a scheduler autogroup makes each call dearer).
                 **own_group_options(),
             )
         except OSError as exc:
@@ -123,15 +126,14 @@ class Child:
         stream = self._proc.stderr
         assert stream is not None
         try:
-            with contextlib.suppress(OSError, ValueError):
-                while chunk := stream.readline(STDERR_LINE_LIMIT):
-                    line = chunk.decode("utf-8", "replace").rstrip("\r\n")
-                    with self._tail_lock:
-                        self._tail.append(line)
-                    try:
-                        self._on_stderr_line(line)
-                    except Exception:
-                        logger.debug("plugin stderr handler failed", exc_info=True)
+            for chunk in split_lines(self._pipes.chunks(stream.fileno()), STDERR_LINE_LIMIT):
+                line = chunk.decode("utf-8", "replace").rstrip("\r\n")
+                with self._tail_lock:
+                    self._tail.append(line)
+                try:
+                    self._on_stderr_line(line)
+                except Exception:
+                    logger.debug("plugin stderr handler failed", exc_info=True)
         finally:
             self._stderr_done.set()
 
@@ -151,10 +153,8 @@ class Child:
             logger.debug("plugin exit handler failed", exc_info=True)
 
     def _drain_stdout(self) -> None:
-        fd = self._stdout_fd
-        with contextlib.suppress(OSError):
-            while os.read(fd, _READ_CHUNK):
-                pass
+        for _ in self._pipes.chunks(self._stdout_fd):
+            pass
 
     @property
     def _stdout_fd(self) -> int:
@@ -194,9 +194,9 @@ class Child:
 
     # --- the handshake line ----------------------------------------------------------
 
-    def read_handshake(self, timeout: float) -> str:
-        """The first stdout line; afterwards stdout is drained and discarded."""
-        deadline = time.monotonic() + timeout
+    def read_handshake(self, deadline: float, timeout: float) -> str:
+        """The first stdout line, by ``deadline`` (``time.monotonic()``; the start's
+        ``timeout`` for messages); afterwards stdout is drained and discarded."""
         buffer = bytearray()
         exit_seen = False
         with selectors.DefaultSelector() as selector:
@@ -291,12 +291,18 @@ class Child:
             # Something in its group (a grandchild) still holds the pipes open.
             self.signal_group(signal.SIGKILL)
             readers_done = self._join_threads(READER_JOIN_TIMEOUT)
+        if not readers_done and self.exited.is_set():
+            # A process outside its group (one that left it with setsid) holds them.
+            logger.warning("plugin %d exited; stopped reading output held by others", self.pid)
+            self._pipes.stop()
+            readers_done = self._join_threads(READER_JOIN_TIMEOUT)
         self.reap(READER_JOIN_TIMEOUT)
         self._close_pidfd()
         if readers_done:
             for stream in (self._proc.stdout, self._proc.stderr):
                 if stream is not None:
                     stream.close()
+            self._pipes.close()
         else:
             logger.warning("plugin %d: output readers did not finish; pipes left open", self.pid)
 

@@ -9,7 +9,6 @@ with bounded exponential backoff between attempts; closed at interpreter exit.
 
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import threading
@@ -29,6 +28,7 @@ from .._constants import (
     START_WAIT_SLACK,
 )
 from .._errors import PluginClosed, RPCPluginError
+from .at_exit import close_at_exit, forget
 from .config import HostConfig
 from .env import command_argv
 from .process import PluginProcess
@@ -191,6 +191,8 @@ class SharedPlugin:
                 self._live_plugin = Live(plugin, self.name)
                 self._started_at, self._last_error = _now(), None
                 self._starts += 1
+                # Closed first at exit, so that nothing restarts its plugin meanwhile.
+                close_at_exit(self, self._config.shutdown_grace)
         if closed:
             plugin.close()
             raise PluginClosed(f"the shared plugin {self.name} was closed while it started")
@@ -302,9 +304,16 @@ class SharedPlugin:
             self._closed = True
             live, self._live_plugin = self._live_plugin, None
             self._changed.notify_all()
+        forget(self)
         if live is not None:
             logger.debug("closing plugin %s (pid %s)", self.name, live.plugin.pid)
             live.close(timeout)
+
+    def _kill_at_exit(self) -> None:
+        """At interpreter exit, past the exit's bound: SIGKILL its plugin (no lock)."""
+        live = self._live_plugin
+        if live is not None:
+            live.plugin._kill_at_exit()
 
     def _forget_after_fork(self) -> None:
         """In a forked child: drop the parent's plugin without touching it."""
@@ -352,26 +361,15 @@ def _after_fork_in_child() -> None:
         shared._forget_after_fork()
 
 
-def _close_all() -> None:
-    for shared in list(_INSTANCES):
-        try:
-            shared.close()
-        except Exception:
-            logger.warning("closing plugin %s at exit failed", shared.name, exc_info=True)
-
-
 _hooks_lock = threading.Lock()
 _hooks: list[bool] = []
 
 
 def _install_process_hooks() -> None:
-    """The fork and exit hooks, installed with the first SharedPlugin (not at import)."""
+    """The fork hook, installed with the first SharedPlugin (not at import); interpreter
+    exit closes a SharedPlugin through ``at_exit``, with every other open plugin."""
     with _hooks_lock:
         if _hooks:
             return
         _hooks.append(True)
         os.register_at_fork(after_in_child=_after_fork_in_child)
-        # atexit runs hooks last in, first out. A finalize registers weakref's hook first,
-        # so _close_all (a graceful Shutdown) runs before the finalizers of PluginProcess.
-        weakref.finalize(_close_all, lambda: None)
-        atexit.register(_close_all)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -26,15 +27,21 @@ from typing import TYPE_CHECKING, Protocol
 import grpc
 
 from .._constants import PIPE_EOF_GRACE, REATTACH_POLL_INTERVAL
-from .._errors import PluginStartError, RPCPluginError, TLSError
+from .._errors import PluginStartError, RPCPluginError, StartTimeout, TLSError
 from .._protocol.handshake import (
     HandshakeLine,
     parse_handshake,
     validate_handshake,
 )
 from .._transport.dial import SessionSecurity, dial
-from .channel import HostResources
-from .env import make_socket_dir, plugin_environment, resolve_executable, verify_checksum
+from .channel import HostResources, bounded_connect_attempts
+from .env import (
+    make_socket_dir,
+    plugin_environment,
+    plugin_temp_dir,
+    resolve_executable,
+    verify_checksum,
+)
 from .runner import Child, PidWatch, pid_alive
 from .stdio import StderrLog, StdioStream
 from .supervisor import watch_directory
@@ -62,11 +69,13 @@ class Launched:
 
 @dataclass(frozen=True)
 class Hooks:
-    """What a start reports to its host as it goes."""
+    """What a start reports to its host as it goes, and when the whole start must be done."""
 
     on_exit: Callable[[int], None]
     stderr_log: StderrLog
     name: str
+    # time.monotonic() by which the start (handshake, connect, health) ends: start_timeout.
+    deadline: float = float("inf")
 
 
 class Start(Protocol):
@@ -137,6 +146,7 @@ def _spawn(
         socket_group=config.unix_socket_group,
         transport=config.transport,
     )
+    started_ns = time.time_ns()  # what the plugin made is newer than this
     child = res.child = Child(
         config.launcher.command(argv),
         env=env,
@@ -146,8 +156,8 @@ def _spawn(
         on_exit=hooks.on_exit,
         name=hooks.name,
     )
-    line = parse_handshake(child.read_handshake(config.start_timeout))
-    res.adopt_socket(line)
+    line = parse_handshake(child.read_handshake(hooks.deadline, config.start_timeout))
+    res.adopt_socket(line, plugin_temp_dir(env), started_ns)
     version = validate_handshake(line, config.handshake.protocol_versions)
     network, address = config.launcher.host_address(line.network, line.address)
     security = session_security(line, identity)
@@ -202,21 +212,41 @@ def open_session(
     logger: logging.Logger,
     stderr_log: StderrLog,
     name: str,
+    deadline: float = float("inf"),
 ) -> grpc.Channel:
-    """Connect to the plugin, open its broker and stdio streams; the raw channel."""
+    """Connect to the plugin, open its broker and stdio streams; the raw channel.
+
+    The connect step (the first health check) gets ``connect_timeout``, and no more
+    than what is left of the start's ``deadline`` (``start_timeout``).
+    """
+    left = deadline - time.monotonic()
+    start_bound = left < config.connect_timeout  # the start's time runs out first
+    step = max(left, 0.0) if start_bound else config.connect_timeout
     connection = res.connection = dial(
         launched.network,
         launched.address,
         security=launched.security,
         credentials=launched.credentials,
         bridge_dir=lambda: res.socket_dir,
-        options=config.resolved_channel_options(),
+        options=bounded_connect_attempts(config.resolved_channel_options(), step),
     )
+    child = res.child
+
+    def start_ran_out(details: str) -> RPCPluginError:
+        return StartTimeout(
+            f"the plugin at {connection.target} did not answer within start_timeout "
+            f"({config.start_timeout:g} s, for the whole start): {details}",
+            hint="raise start_timeout, or check that the plugin is not stuck",
+            returncode=child.returncode if child is not None else None,
+            stderr_tail=child.stderr_tail() if child is not None else "",
+        )
+
     try:
-        connection.wait_ready(config.connect_timeout)
+        connection.wait_ready(step, timed_out=start_ran_out if start_bound else None)
     except RPCPluginError:
-        child = res.child
-        if child is not None and child.exited.wait(PIPE_EOF_GRACE):
+        # A plugin that is exiting gets a moment (within the start's time) to finish.
+        grace = min(PIPE_EOF_GRACE, max(deadline - time.monotonic(), 0.0))
+        if child is not None and child.exited.wait(grace):
             raise PluginStartError(
                 "plugin exited before we could connect",
                 returncode=child.returncode,

@@ -107,9 +107,8 @@ def parse_handshake(text: str) -> HandshakeLine:
     stripped = text.strip()
     parts = stripped.split("|")
     if len(parts) < HANDSHAKE_MIN_FIELDS:
-        shown = stripped if len(stripped) <= 200 else stripped[:200] + "..."
         raise HandshakeError(
-            f"unrecognized remote plugin message: {shown!r}",
+            f"unrecognized remote plugin message: {excerpt(stripped)}",
             hint="the plugin must print its handshake line as the first line on stdout; "
             "anything printed before it (banners, warnings, blank lines) breaks the start",
         )
@@ -119,7 +118,7 @@ def parse_handshake(text: str) -> HandshakeLine:
     network, address = parts[2], parts[3]
     if network not in (NETWORK_UNIX, NETWORK_TCP):
         raise HandshakeError(
-            f"unknown address type {network!r} in the handshake",
+            f"unknown address type {excerpt(network, 40)} in the handshake",
             hint="the network field must be 'unix' or 'tcp'",
         )
     if not address:
@@ -157,12 +156,40 @@ def validate_handshake(line: HandshakeLine, accepted_versions: Iterable[int]) ->
     return line.app_version
 
 
+def printable(text: str, limit: int) -> str:
+    """``text`` as a message may show whatever a plugin printed: every character that is
+    not printable ASCII escaped (``\\x00``, ``\\ufffd``), and cut after ``limit``
+    characters of the result (then ``...``), so that junk stays one short, harmless line."""
+    parts: list[str] = []
+    size = 0
+    for char in text:
+        if char == "\\":
+            part = "\\\\"
+        elif char.isascii() and char.isprintable():
+            part = char
+        else:
+            part = char.encode("unicode_escape").decode("ascii")
+        if size + len(part) > limit:
+            return "".join(parts) + "..."
+        parts.append(part)
+        size += len(part)
+    return "".join(parts)
+
+
+def excerpt(text: str, limit: int = 100) -> str:
+    """``printable(text, limit)`` in quotes (the dots of a cut one after them)."""
+    shown = printable(text, limit)
+    if shown == printable(text, len(text) * 12):  # whole (an escape is at most 10 long)
+        return f"'{shown}'"
+    return f"'{shown[:-3]}'..."
+
+
 def _parse_int(text: str, what: str) -> int:
     try:
         return go_atoi(text)
     except ValueError:
         raise HandshakeError(
-            f"error parsing {what}: {text[:40]!r} is not a number",
+            f"error parsing {what}: {excerpt(text, 40)} is not a number",
             hint="the first two handshake fields are decimal integers (ASCII digits only)",
         ) from None
 
@@ -174,7 +201,7 @@ def _checked_address(network: str, address: str) -> str:
         if problem is None:
             return address
         raise HandshakeError(
-            f"the plugin's {problem}: {address[:60]!r}...",
+            f"the plugin's {problem}: {excerpt(address, 60)}",
             hint="the plugin must create its socket in a shorter directory "
             "(PLUGIN_UNIX_SOCKET_DIR or TMPDIR)",
         )
@@ -182,7 +209,7 @@ def _checked_address(network: str, address: str) -> str:
         return tcp_address(address)
     except ValueError as exc:
         raise HandshakeError(
-            f"invalid tcp address {address[:80]!r} in the handshake: {exc}",
+            f"invalid tcp address {excerpt(address, 80)} in the handshake: {exc}",
             hint="the plugin must print host:port with a port in 1..65535",
         ) from None
 

@@ -79,21 +79,29 @@ class Connection:
         """Where the peer listens, as grpc writes it (for messages)."""
         return target_of(self.network, self.address)
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(
+        self, timeout: float, *, timed_out: Callable[[str], RPCPluginError] | None = None
+    ) -> None:
         """Dial now (a health check) so that a failure surfaces as a typed error.
 
-        A peer without the health service still counts as ready.
+        A peer without the health service still counts as ready. ``timed_out(details)``
+        makes the error for a peer that did not answer within ``timeout`` (default: a
+        ``TransportError`` whose hint names ``connect_timeout``).
         """
         try:
             health_check(self.channel, timeout)
         except grpc.RpcError as exc:
-            if exc.code() == grpc.StatusCode.UNIMPLEMENTED:
+            code = exc.code()
+            if code == grpc.StatusCode.UNIMPLEMENTED:
                 if _NOT_GRPC_WORDS in (exc.details() or "").lower():
                     raise TransportError(
                         f"the peer at {self.target} is not a gRPC server: {exc.details()}",
                         hint="the handshake line points at an HTTP/2 server that is no plugin",
                     ) from None
                 return
+            bridge_failed = self.bridge is not None and self.bridge.last_failure is not None
+            if code == grpc.StatusCode.DEADLINE_EXCEEDED and timed_out and not bridge_failed:
+                raise timed_out(f"{code.name}: {exc.details()}") from None
             raise self.failure(exc) from None
 
     def failure(self, exc: grpc.RpcError) -> RPCPluginError:

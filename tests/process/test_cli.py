@@ -105,7 +105,55 @@ def test_kv_missing_key_is_a_clear_error(tmp_path: Path) -> None:
 
 def test_usage_errors_exit_2() -> None:
     assert run("kv", "frobnicate").returncode == 2
-    assert run().returncode == 2
+    bare = run()
+    assert bare.returncode == 2
+    assert bare.stdout == ""  # a usage error, on stderr like every other
+    assert bare.stderr.startswith("usage: ") and "error: a command is required" in bare.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["inspect", "--start-timeout", "-5", "--", *KV_PLUGIN],
+        ["inspect", "--connect-timeout", "0", "--", *KV_PLUGIN],
+        ["kv", "--start-timeout", "nan", "get", "k"],
+        ["demo", "--threads", "0"],
+        ["demo", "--calls", "-1"],
+    ],
+)
+def test_numbers_out_of_range_are_usage_errors(args: list[str]) -> None:
+    result = run(*args)
+    assert result.returncode == 2, result
+    assert "it must be above 0" in result.stderr
+    assert "Traceback" not in result.stderr and "max()" not in result.stderr
+
+
+JUNK_PLUGIN = """
+import os, sys
+junk = bytes(b for b in range(256) if b != 10) * 2
+sys.stderr.buffer.write(b"\\x1b[31m" + junk + b"\\n")
+sys.stderr.flush()
+if sys.argv[1] == "stdout":
+    os.write(1, junk + b"\\n")
+sys.exit(1)
+"""
+
+
+@pytest.mark.parametrize("where", ["stdout", "stderr"])
+def test_binary_junk_from_a_plugin_is_shown_escaped_and_short(tmp_path: Path, where: str) -> None:
+    plugin = tmp_path / "junk.py"
+    plugin.write_text(JUNK_PLUGIN)
+    result = run("inspect", "--no-tls", "--", sys.executable, str(plugin), where)
+    assert result.returncode == 1
+    if where == "stdout":  # the junk as a handshake line
+        expected = "error: unrecognized remote plugin message: '\\x00\\x01"
+    else:  # the junk in the stderr tail of a plugin that exited
+        expected = "error: plugin exited before printing its handshake line"
+        assert "\\x1b[31m\\x00\\x01" in result.stderr
+    assert result.stderr.startswith(expected), result.stderr
+    for line in result.stderr.splitlines():
+        assert len(line) <= 210, line
+        assert line.isprintable() and line.isascii(), line
 
 
 def test_kv_put_then_get_with_the_default_per_user_store(tmp_path: Path) -> None:

@@ -102,6 +102,27 @@ def test_first_call_after_death_is_plugin_closed() -> None:
             assert info.value.returncode == -signal.SIGKILL
 
 
+class PassThrough(grpc.UnaryStreamClientInterceptor):  # type: ignore[misc]
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(details, request)
+
+
+@pytest.mark.parametrize("interceptors", ["none", "interceptor", "rate_limit"])
+def test_a_stream_cut_by_a_crash_is_plugin_closed(interceptors: str) -> None:
+    options: dict[str, Any] = {
+        "none": {},
+        "interceptor": {"interceptors": [PassThrough()]},
+        "rate_limit": {"rate_limit": TokenBucket(1e6, 1e6)},
+    }[interceptors]
+    cmd = scenario("echo_faults")
+    with PluginProcess(cmd, stub=echo_pb2_grpc.EchoStub, tls=False, **options) as plugin:
+        stream = plugin.stub.Stream(echo_pb2.StreamRequest(count=3, payload=b"crash"), timeout=10)
+        assert next(stream).payload == b"crash"
+        with pytest.raises(PluginClosed) as info:
+            next(stream)
+        assert info.value.returncode == 7
+
+
 def test_app_errors_still_pass_through_unchanged() -> None:
     with PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub, tls=False) as plugin:
         missing = plugin.channel.unary_unary("/no.Such/Method")

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
+import json
 import os
 import signal
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
+from leak_check import open_fds, settle_threads
 from process_helpers import ECHO, PYTHON, child_processes, scenario
 
 from pyvider_rpcplugin_sync import PluginClosed, RPCPluginError
@@ -217,7 +221,68 @@ def test_unclosed_plugin_is_killed_at_interpreter_exit() -> None:
             os.kill(pid, signal.SIGKILL)
 
 
+HOST_THAT_EXITS_WITH_PLUGINS_OPEN = """
+import atexit, json, logging, os, sys, time
+
+def report():  # registered before the library's exit hook, so it runs after it
+    codes = [plugin.returncode for plugin in well_behaved + stubborn]
+    os.write(1, json.dumps({"codes": codes, "exit": time.monotonic() - ended}).encode())
+
+atexit.register(report)
+logging.basicConfig(level=logging.WARNING)  # the library's warnings go to stderr
+from pyvider_rpcplugin_sync._host.process import PluginProcess
+
+echo, faults = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+well_behaved = [PluginProcess(echo).start() for _ in range(2)]
+# They ignore Shutdown and SIGTERM: each needs its grace, then SIGTERM's, then SIGKILL.
+stubborn = [PluginProcess(faults, shutdown_grace=1).start() for _ in range(3)]
+ended = time.monotonic()
+# no close(): the interpreter exits with five plugins running
+"""
+
+
+def test_interpreter_exit_closes_open_plugins_gracefully_and_in_parallel() -> None:
+    stubborn = scenario("echo_faults", "stubborn")
+    host = subprocess.run(
+        [PYTHON, "-c", HOST_THAT_EXITS_WITH_PLUGINS_OPEN, json.dumps(ECHO), json.dumps(stubborn)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    report = json.loads(host.stdout)
+    assert report["codes"] == [0, 0, -9, -9, -9], host.stderr  # Shutdown first, not SIGKILL
+    assert "unexpectedly" not in host.stderr
+    # In parallel: within the documented bound (the longest grace + 4 s = 5 s), which
+    # three stubborn plugins closed one after the other (3 x 2 s) would exceed.
+    assert report["exit"] < 5.0, report
+
+
 def test_stub_before_start() -> None:
     plugin = PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub)
     with pytest.raises(RPCPluginError, match="not started"):
         _ = plugin.stub
+
+
+def test_a_grandchild_that_left_the_group_does_not_keep_the_hosts_pipes(tmp_path: Path) -> None:
+    # It escaped the process group (setsid) with the plugin's stdout and stderr: once
+    # the plugin itself has exited, the host drains briefly, stops reading, and closes.
+    pid_file = tmp_path / "escaped.pid"
+    with PluginProcess(ECHO, stub=echo_pb2_grpc.EchoStub, tls=False) as warm:
+        echo(warm, b"grpc's one-time resources")
+    before = set(threading.enumerate())
+    pipes = open_fds()["pipe"]
+    plugin = PluginProcess(scenario("echo_faults", "escape", str(pid_file)), tls=False).start()
+    try:
+        began = time.monotonic()
+        plugin.close()
+        closed_in = time.monotonic() - began
+        assert plugin.returncode == 0
+        settle_threads(before)
+        left = [t.name for t in threading.enumerate() if t not in before]
+        assert left == [], f"threads still reading the pipes: {left}"
+        assert open_fds()["pipe"] == pipes, "the plugin's pipes are still open"
+        assert closed_in < 10, f"close took {closed_in:.1f} s"
+    finally:
+        with contextlib.suppress(ProcessLookupError, ValueError, FileNotFoundError):
+            os.kill(int(pid_file.read_text()), signal.SIGKILL)

@@ -16,12 +16,14 @@ from pyvider_rpcplugin_sync._protocol.handshake import (
     cookie_matches,
     decode_cert_field,
     encode_cert_field,
+    excerpt,
     format_handshake,
     host_environment,
     negotiate_version,
     parse_handshake,
     parse_protocol_versions,
     port_range,
+    printable,
     validate_handshake,
 )
 
@@ -197,3 +199,21 @@ def test_port_range() -> None:
         port_range({"PLUGIN_MIN_PORT": "20", "PLUGIN_MAX_PORT": "10"})
     with pytest.raises(HandshakeError, match="decimal"):
         port_range({"PLUGIN_MIN_PORT": "x", "PLUGIN_MAX_PORT": "10"})
+
+
+def test_junk_in_a_handshake_line_is_quoted_escaped_and_short() -> None:
+    junk = bytes(b for b in range(256) if b != 10).decode("utf-8", "replace") * 3
+    for line in (junk, f"1|1|{junk}|x|grpc|", f"{junk}|1|unix|/s|grpc|"):
+        with pytest.raises(HandshakeError) as info:
+            parse_handshake(line)
+        message = info.value.message
+        assert message.isascii() and message.isprintable(), message
+        assert len(message) < 160, message
+
+
+def test_printable_and_excerpt() -> None:
+    assert printable("a\\b\x1b[0m\ufffd", 50) == "a\\\\b\\x1b[0m\\ufffd"
+    assert printable("x" * 10, 4) == "xxxx..."
+    assert excerpt("ok") == "'ok'"
+    assert excerpt("x" * 10, 4) == "'xxxx'..."
+    assert excerpt("ends with...", 50) == "'ends with...'"

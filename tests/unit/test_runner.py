@@ -16,6 +16,7 @@ from pyvider_rpcplugin_sync._host.env import (
     socket_dir_fits,
     verify_checksum,
 )
+from pyvider_rpcplugin_sync._host.pipes import PipeReaders, split_lines
 from pyvider_rpcplugin_sync._host.stdio import StderrLog, plugin_logger_name
 
 pytestmark = pytest.mark.timeout(30)
@@ -127,3 +128,25 @@ def test_stderr_levels(collected: tuple[StderrLog, Collect]) -> None:
     assert handler.records[2].plugin_levelname == "x"  # type: ignore[attr-defined]
     assert handler.records[2].plugin_exc_info == "y"  # type: ignore[attr-defined]
     assert handler.records[2].exc_info is None
+
+
+def test_split_lines_gives_what_readline_with_a_limit_gives() -> None:
+    data = b"short\n" + b"x" * 10 + b"\nlast"
+    chunks = [data[i : i + 3] for i in range(0, len(data), 3)]
+    assert list(split_lines(chunks, 4)) == [b"shor", b"t\n", b"xxxx", b"xxxx", b"xx\n", b"last"]
+    assert list(split_lines([b"a\n", b"b\n"], 64)) == [b"a\n", b"b\n"]
+
+
+def test_stopped_readers_end_although_the_writer_keeps_the_pipe_open() -> None:
+    read_end, write_end = os.pipe()
+    readers = PipeReaders()
+    try:
+        os.write(write_end, b"before")
+        chunks = readers.chunks(read_end)
+        assert next(chunks) == b"before"
+        readers.stop()
+        assert list(chunks) == []  # no end of file: the writer still holds the pipe
+    finally:
+        readers.close()
+        os.close(read_end)
+        os.close(write_end)

@@ -4,7 +4,8 @@ Usage: ``echo_faults.py [MODE]``; modes change how it starts or stops:
 
 - ``serve`` (default): a normal plugin; magic Echo payloads do odd things:
   ``crash`` exits at once (code 7); ``flood:STDOUT_MB:STDERR_MB`` writes that
-  much to the real stdout and stderr before replying; ``log`` writes hclog and
+  much to the real stdout and stderr before replying; a Stream of ``crash`` sends one
+  message, then exits (code 7); ``log`` writes hclog and
   plain lines to stderr, ending with a line "done-marker"; ``env:NAME`` replies
   with that environment variable; ``print:TEXT`` prints TEXT (through GRPCStdio)
 - ``noise``: prints a banner before the handshake line
@@ -13,6 +14,9 @@ Usage: ``echo_faults.py [MODE]``; modes change how it starts or stops:
 - ``stubborn``: ignores Shutdown and SIGTERM
 - ``wrong-cert``: serves TLS but prints another certificate in its handshake line
 - ``immortal``: like ``stubborn``, and does not even stop when its parent dies
+- ``escape PIDFILE``: first starts a grandchild in a session of its own (out of the
+  plugin's process group) that keeps stdout and stderr open for a minute; its pid goes
+  to PIDFILE
 """
 
 from __future__ import annotations
@@ -97,7 +101,9 @@ class FaultyEcho(echo_pb2_grpc.EchoServicer):
     def Stream(
         self, request: echo_pb2.StreamRequest, context: grpc.ServicerContext
     ) -> Iterator[echo_pb2.EchoResponse]:
-        for _ in range(request.count):
+        for index in range(request.count):
+            if request.payload == b"crash" and index == 1:
+                os._exit(7)  # a stream cut by the plugin's crash, after its first message
             yield echo_pb2.EchoResponse(payload=request.payload)
 
 
@@ -131,8 +137,22 @@ def run_raw(after_handshake: str) -> int:
     return 0
 
 
+def escape(pid_file: str) -> None:
+    import subprocess
+
+    grandchild = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,  # out of the group: closing the plugin does not reach it
+    )
+    with open(pid_file, "w") as handle:
+        handle.write(str(grandchild.pid))
+
+
 def main(mode: str) -> int:
-    if mode == "noise":
+    if mode == "escape":
+        escape(sys.argv[2])
+    elif mode == "noise":
         print("My Plugin v1.2.3 starting up", flush=True)
     elif mode == "versions":
         return run_plugin(register, handshake=HandshakeConfig(protocol_versions=(7,)))

@@ -8,12 +8,16 @@ Usage: ``faults.py MODE [ARG...]``
 - ``exit CODE MESSAGE``: write MESSAGE to stderr and exit with CODE
 - ``close-stdout``: close stdout without printing, then wait
 - ``hang``: print nothing and wait
+- ``listen-tmp``: listen on a unix socket named as go-plugin < 1.5 names its own
+  (``plugin<digits>`` in the temp dir), print its handshake line, and answer nothing
 """
 
 from __future__ import annotations
 
 import os
+import socket
 import sys
+import tempfile
 import threading
 
 
@@ -36,6 +40,13 @@ def main(argv: list[str]) -> int:
         os.close(1)
         wait_forever()
     elif mode == "hang":
+        wait_forever()
+    elif mode == "listen-tmp":
+        path = os.path.join(tempfile.gettempdir(), f"plugin{os.getpid()}")
+        listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        listener.bind(path)
+        listener.listen()  # never accepted: the kernel queues connections, nobody answers
+        os.write(1, f"1|1|unix|{path}|grpc|\n".encode())
         wait_forever()
     raise SystemExit(f"unknown mode {mode!r}")
 
