@@ -17,6 +17,7 @@ from ._errors import (
     CodegenError,
     HandshakeError,
     PluginClosed,
+    PluginClosing,
     PluginStartError,
     ProtocolVersionError,
     RateLimited,
@@ -37,12 +38,14 @@ if TYPE_CHECKING:
     from ._protocol.handshake import HandshakeConfig
     from ._protocol.reattach import ReattachConfig
     from ._ratelimit.bucket import TokenBucket
+    from ._transport.guard import CallTimeout
 
     __version__: str
 
 _LAZY = {
     "Broker": "._broker.broker",
     "BrokeredServer": "._broker.broker",
+    "CallTimeout": "._transport.guard",
     "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
     "CommandLauncher": "._host.config",
     "HandshakeConfig": "._protocol.handshake",
@@ -80,9 +83,11 @@ __all__ = [
     "BrokerClosed",
     "BrokerError",
     "BrokerTimeout",
+    "CallTimeout",
     "CodegenError",
     "HandshakeError",
     "PluginClosed",
+    "PluginClosing",
     "PluginStartError",
     "ProtocolVersionError",
     "RPCPluginError",

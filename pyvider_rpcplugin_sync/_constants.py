@@ -114,6 +114,13 @@ DEFAULT_CONTROLLER_TIMEOUT: Final = 2.0
 DEFAULT_TERMINATE_GRACE: Final = 1.0
 DEFAULT_PING_TIMEOUT: Final = 5.0
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+# The deadline of an application's unary (and stream-unary) call unless call_timeout=
+# or the call's timeout= says otherwise: longer than any slow real call we know of
+# (a Terraform apply step, a large file through the broker), short enough that a hung
+# plugin is noticed within minutes. Response streams get none by default.
+DEFAULT_CALL_TIMEOUT: Final = 300.0
+# How long close() waits for the application's calls in flight before Shutdown.
+DEFAULT_DRAIN_TIMEOUT: Final = 5.0
 # A call failed right after the plugin died: how long the death watch gets to confirm it.
 DEATH_NOTICE: Final = 0.5
 # After a failed TLS connect: how long a plain connect may take to show the peer listens.
@@ -136,6 +143,9 @@ PIPE_EOF_GRACE: Final = 0.5
 # ran at least the maximum before it died is restarted at once, on the next call.
 DEFAULT_RESTART_BACKOFF: Final = 0.1
 DEFAULT_MAX_RESTART_BACKOFF: Final = 5.0
+# Each pause is drawn from [half, all] of its exponential value ("equal jitter"), so
+# that the hosts of a fleet do not restart their plugins in lockstep.
+RESTART_JITTER: Final = 0.5
 DEFAULT_HEALTH_TIMEOUT: Final = 1.0
 # Threads waiting for another thread's start wait this long beyond its own limits.
 START_WAIT_SLACK: Final = 5.0

@@ -1,7 +1,10 @@
 """The library's exception tree, rooted at ``RPCPluginError``.
 
-Users catch these without importing grpc. gRPC status errors raised by an
-application's own RPCs are not wrapped: they pass through unchanged.
+Users catch these without importing grpc. ``CallTimeout``, also a
+``grpc.RpcError``, lives beside the call frame that raises it
+(``_transport/guard.py``), so that importing the package does not import grpc.
+Other gRPC status errors raised by an application's own RPCs are not wrapped:
+they pass through unchanged.
 """
 
 from __future__ import annotations
@@ -76,6 +79,11 @@ class RateLimited(RPCPluginError):
 
 class PluginClosed(_ProcessFailure):
     """The plugin was closed or has died; the call cannot be made."""
+
+
+class PluginClosing(PluginClosed):
+    """The call was in flight when ``close()`` ended the session: the drain period ran
+    out before it finished (we closed it; a crash raises plain ``PluginClosed``)."""
 
 
 class CodegenError(RPCPluginError):

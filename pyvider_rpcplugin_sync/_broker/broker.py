@@ -30,11 +30,13 @@ from .._constants import (
     BROKER_INFO_LIFETIME,
     BROKER_MAX_ID,
     BROKER_SERVER_WORKERS,
+    DEFAULT_CALL_TIMEOUT,
     DEFAULT_STOP_GRACE,
     SOCKET_DIR_PREFIX,
 )
 from .._errors import BrokerClosed, BrokerError, BrokerTimeout
 from .._protos.goplugin_pb2 import ConnInfo
+from .._transport.guard import check_call_timeout
 from .._transport.listener import Listener
 from .net import BrokeredChannel, BrokerNetwork
 
@@ -172,17 +174,26 @@ class Broker:
         brokered.stop(0)
         raise self._closed_error()
 
-    def dial(self, service_id: int, timeout: float = BROKER_DIAL_TIMEOUT) -> grpc.Channel:
+    def dial(
+        self,
+        service_id: int,
+        timeout: float = BROKER_DIAL_TIMEOUT,
+        *,
+        call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
+    ) -> grpc.Channel:
         """A channel to the peer's server for ``service_id``; close it when done.
 
         Waits up to ``timeout`` seconds for the peer's announcement (go-plugin:
         5 s). Raises ``BrokerTimeout`` if none comes, ``BrokerClosed``
-        once the session is over.
+        once the session is over. ``call_timeout``: the deadline of the channel's
+        unary and stream-unary calls made without ``timeout=`` (None: none), as
+        ``PluginProcess(call_timeout=)``.
         """
         service_id = _check_id(service_id)
+        call_timeout = check_call_timeout(call_timeout)
         network = self._network_or_raise()
         info = self._claim(service_id, timeout)
-        channel = network.dial(info, self._bridge_directory, self._forget_channel)
+        channel = network.dial(info, self._bridge_directory, self._forget_channel, call_timeout)
         with self._cond:
             if not self._closed:
                 self._channels.add(channel)

@@ -18,11 +18,13 @@ from typing import TYPE_CHECKING
 import grpc
 
 from .._constants import (
+    DEFAULT_CALL_TIMEOUT,
     NETWORK_TCP,
     NETWORK_UNIX,
 )
 from .._errors import BrokerClosed, BrokerError
 from .._transport.dial import Connection, SessionSecurity, dial
+from .._transport.gate import CallGate
 from .._transport.guard import GuardedChannel
 from .._transport.listener import Listener, bind, bind_bridged
 
@@ -60,6 +62,7 @@ class BrokerNetwork:
         info: ConnInfo,
         bridge_dir: Callable[[], str],
         on_close: Callable[[BrokeredChannel], None],
+        call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
     ) -> BrokeredChannel:
         """A channel to the peer's brokered server described by ``info``; lazy, like Go's."""
         if info.network not in (NETWORK_UNIX, NETWORK_TCP) or not info.address:
@@ -75,7 +78,7 @@ class BrokerNetwork:
             bridge_dir=bridge_dir,
             bridge_name="tls-bridge-broker",
         )
-        return BrokeredChannel(connection, info.service_id, on_close)
+        return BrokeredChannel(connection, info.service_id, on_close, call_timeout)
 
 
 class BrokeredChannel(GuardedChannel):
@@ -92,8 +95,14 @@ class BrokeredChannel(GuardedChannel):
         connection: Connection,
         service_id: int,
         on_close: Callable[[BrokeredChannel], None] | None = None,
+        call_timeout: float | None = DEFAULT_CALL_TIMEOUT,
     ) -> None:
-        super().__init__(connection.channel, self._why)
+        super().__init__(
+            connection.channel,
+            self._why,
+            call_timeout=call_timeout,
+            gate=CallGate(self._closed_error),
+        )
         self._connection = connection
         self.service_id = service_id
         self._on_close = on_close
@@ -103,6 +112,9 @@ class BrokeredChannel(GuardedChannel):
     def _why(self, exc: BaseException) -> BrokerClosed | None:
         if not self._closed:
             return None  # the call's own failure, or the peer's
+        return self._closed_error()
+
+    def _closed_error(self) -> BrokerClosed:
         return BrokerClosed(
             f"broker id {self.service_id}: the brokered channel is closed",
             hint="the session ended or the channel was closed; dial a new one in a live session",
@@ -114,6 +126,7 @@ class BrokeredChannel(GuardedChannel):
             if self._closed:
                 return
             self._closed = True
+        self.gate.close()  # new calls raise BrokerClosed at once
         self._connection.close()
         if self._on_close is not None:
             self._on_close(self)

@@ -21,7 +21,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .._constants import (
+    DEFAULT_CALL_TIMEOUT,
     DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DRAIN_TIMEOUT,
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_SHUTDOWN_GRACE,
     DEFAULT_START_TIMEOUT,
@@ -29,6 +31,7 @@ from .._constants import (
     NETWORK_UNIX,
 )
 from .._protocol.handshake import HandshakeConfig
+from .._transport.guard import check_call_timeout
 from .channel import channel_options, check_interceptors, rate_limit_interceptor
 from .runner import Stdin
 from .stdio import StdioSink
@@ -86,6 +89,12 @@ class HostConfig:
         start_timeout: seconds the whole start may take: spawn, handshake line,
             connect and first health check (``StartTimeout`` when it runs out).
         shutdown_grace: seconds a plugin gets to exit after ``Shutdown`` on close.
+        call_timeout: the deadline, in seconds, of each unary and stream-unary
+            application call made without ``timeout=`` (grpc's own per-call deadline;
+            ``CallTimeout`` when it runs out); None for none. Response streams get no
+            deadline but their own ``timeout=``.
+        drain_timeout: seconds ``close()`` waits for the application's calls in flight
+            before it sends ``Shutdown``; new calls are refused at once.
         connect_timeout: seconds the connect step (handshake line to the first health
             answer) may take, within ``start_timeout`` (``TransportError`` when it runs out).
         transport: ``"unix"`` or ``"tcp"``, asked of the plugin via ``PLUGIN_TRANSPORT``.
@@ -132,6 +141,8 @@ class HostConfig:
     start_timeout: float = DEFAULT_START_TIMEOUT
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    call_timeout: float | None = DEFAULT_CALL_TIMEOUT
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
     transport: str | None = None
     unix_socket_dir: str | os.PathLike[str] | None = None
     unix_socket_group: str | None = None
@@ -156,6 +167,10 @@ class HostConfig:
         if self.transport not in (None, NETWORK_UNIX, NETWORK_TCP):
             raise ValueError(f"transport must be 'unix', 'tcp' or None, not {self.transport!r}")
         fix = object.__setattr__  # frozen: normalise once, here
+        fix(self, "call_timeout", check_call_timeout(self.call_timeout))
+        drain = self.drain_timeout
+        if isinstance(drain, bool) or not isinstance(drain, (int, float)) or not drain >= 0:
+            raise ValueError(f"drain_timeout must be seconds (0 or more), not {drain!r}")
         fix(self, "handshake", self.handshake or HandshakeConfig())
         fix(self, "env", dict(self.env or {}))
         for name in ("cwd", "checksum_file", "unix_socket_dir"):

@@ -2,9 +2,10 @@
 
 ``Lifecycle`` alone decides whether a failed call or a refused use raises
 ``PluginClosed`` (the plugin is closed, has exited, or belongs to the process
-that forked us) or is the call's own error. It decides from the stage, which
-moves only on the session's own events (start, exit seen by the death watch,
-close, abandon), and from grpc status codes, never from grpc's message text.
+that forked us), ``PluginClosing`` (the call was cut by ``close()``) or is the
+call's own error. It decides from the stage, which moves only on the session's
+own events (start, exit seen by the death watch, close and its steps, abandon),
+and from grpc status codes, never from grpc's message text.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
-from .._errors import PluginClosed, RPCPluginError
+from .._errors import PluginClosed, PluginClosing, RPCPluginError
 from .._transport.guard import CUT_CODES
 
 if TYPE_CHECKING:
@@ -32,6 +33,8 @@ class Stage(enum.Enum):
     NEW = "new"
     STARTING = "starting"
     RUNNING = "running"
+    DRAINING = "draining"  # close() began: new calls refused, calls in flight go on
+    CLOSING = "closing"  # the drain is over: Shutdown, grace, signals; cut calls are ours
     EXITED = "exited"  # the plugin went away while running; close() is still due
     CLOSED = "closed"
     ABANDONED = "abandoned"  # after a fork: the plugin belongs to the parent
@@ -43,6 +46,8 @@ class Event(enum.Enum):
     START_FAILED = "start failed"
     EXIT = "exit"  # the death watch saw the plugin's process end
     CLOSE = "close"
+    SHUTDOWN = "shutdown"  # close() ends the drain and asks the plugin to stop
+    CLOSED = "closed"  # close() is done
     ABANDON = "abandon"
 
 
@@ -55,8 +60,12 @@ TRANSITIONS: dict[tuple[Stage, Event], Stage] = {
     (S.STARTING, E.STARTED): S.RUNNING,
     (S.STARTING, E.START_FAILED): S.CLOSED,
     (S.RUNNING, E.EXIT): S.EXITED,
-    (S.RUNNING, E.CLOSE): S.CLOSED,
+    (S.RUNNING, E.CLOSE): S.DRAINING,
+    (S.DRAINING, E.EXIT): S.EXITED,  # it died while draining: a crash, not our close
+    (S.DRAINING, E.SHUTDOWN): S.CLOSING,
+    (S.CLOSING, E.CLOSED): S.CLOSED,
     (S.EXITED, E.CLOSE): S.CLOSED,
+    (S.EXITED, E.CLOSED): S.CLOSED,
     **{(stage, E.ABANDON): S.ABANDONED for stage in Stage},
 }
 
@@ -82,13 +91,16 @@ class Lifecycle:
     def __init__(self) -> None:
         self.stage = Stage.NEW
         self.watch: DeathWatch | None = None
+        self.cut_by_close = False  # close() went past the drain with the plugin running
         self._lock = threading.Lock()
 
     def advance(self, event: Event) -> Stage:
         """Apply ``event``; the stage before it."""
         with self._lock:
             before = self.stage
-            self.stage = TRANSITIONS.get((before, event), before)
+            self.stage = after = TRANSITIONS.get((before, event), before)
+            if after is Stage.CLOSING and before is not after:
+                self.cut_by_close = True
             return before
 
     @property
@@ -101,17 +113,27 @@ class Lifecycle:
         must confirm it, waiting up to ``notice`` seconds for the exit, as the plugin's
         sockets close a moment before its exit can be waited for.
         """
-        if self.stage is not Stage.RUNNING or not _cut(exc):
+        if self.stage not in _SERVING or not _cut(exc):
             return False
         watch = self.watch
         if watch is None or watch.dying() is False:
             return False  # alive: the application's own status, or the network's
         if not watch.exited.wait(notice):
             return False
-        return self.advance(Event.EXIT) is Stage.RUNNING
+        return self.advance(Event.EXIT) in _SERVING
 
     def closed_error(self) -> PluginClosed | None:
-        """The ``PluginClosed`` a failed call raises, or None while the plugin runs."""
+        """The ``PluginClosed`` a failed call raises, or None while the plugin serves.
+
+        A call cut once ``close()`` went past its drain raises ``PluginClosing``."""
+        stage = self.stage
+        if stage is Stage.CLOSING or (stage is Stage.CLOSED and self.cut_by_close):
+            return PluginClosing(
+                "the call was cut by close(): it was still running when the drain ended",
+                hint="give close() a longer drain_timeout=, or let calls end before closing",
+            )
+        if stage is Stage.DRAINING:
+            return None  # the plugin still serves: the call's own failure
         error = self.refusal("call")
         return error if isinstance(error, PluginClosed) else None
 
@@ -131,8 +153,9 @@ class Lifecycle:
                 stderr_tail=tail,
                 hint="it crashed or was killed; start a new PluginProcess",
             )
-        if stage is Stage.CLOSED:
-            return PluginClosed("the plugin is closed", returncode=code)
+        if stage in (Stage.CLOSED, Stage.DRAINING, Stage.CLOSING):
+            state = "closed" if stage is Stage.CLOSED else "closing"
+            return PluginClosed(f"the plugin is {state}", returncode=code)
         if stage is not Stage.RUNNING:
             return RPCPluginError(
                 "the plugin is not started",
@@ -144,6 +167,10 @@ class Lifecycle:
                 hint=f"pass stub=YourStub, or use make_stub(YourStub) ({what})",
             )
         return RPCPluginError(f"the plugin cannot be used for {what} now")
+
+
+# Stages in which the plugin serves the application's calls in flight.
+_SERVING = frozenset({Stage.RUNNING, Stage.DRAINING})
 
 
 def _cut(exc: BaseException) -> bool:

@@ -31,6 +31,7 @@ from .._errors import PluginClosed, RPCPluginError
 from .._protocol.handshake import HandshakeLine
 from .._protocol.reattach import ReattachConfig
 from .._services.health import check_serving, health_check
+from .._transport.gate import CallGate
 from .._transport.guard import GuardedChannel, Translate
 from .at_exit import close_at_exit, forget
 from .channel import HostResources, intercepted
@@ -116,6 +117,7 @@ class PluginProcess:
         self._on_exit_thread: threading.Thread | None = None
         self._lock = threading.RLock()
         self._life = Lifecycle()
+        self._gate = CallGate(self._refusal())  # the application's calls, for the drain
         self._security: SessionSecurity | None = None  # the session's AutoMTLS, once started
         self._stub: Any = None
         self._channel: grpc.Channel | None = None
@@ -171,7 +173,7 @@ class PluginProcess:
                 self._finalizer()
                 raise
             self._life.advance(Event.STARTED)
-            close_at_exit(self, self._config.shutdown_grace)
+            close_at_exit(self, self._config.shutdown_grace + self._config.drain_timeout)
         logger.debug(
             "plugin %s running, pid %s, %s %s",
             self.logger.name,
@@ -200,7 +202,12 @@ class PluginProcess:
         shared = channel
         if self._interceptors:
             shared = intercepted(channel, self._interceptors)
-        shared = GuardedChannel(shared, self._closed_translator())
+        shared = GuardedChannel(
+            shared,
+            self._closed_translator(),
+            call_timeout=self._config.call_timeout,
+            gate=self._gate,
+        )
         self._channel = shared
         self._stub = self._stub_cls(shared) if self._stub_cls is not None else None
 
@@ -210,7 +217,8 @@ class PluginProcess:
 
         def on_exit(code: int) -> None:
             plugin = ref()
-            if plugin is not None and plugin._life.advance(Event.EXIT) is Stage.RUNNING:
+            serving = (Stage.RUNNING, Stage.DRAINING)
+            if plugin is not None and plugin._life.advance(Event.EXIT) in serving:
                 plugin._stub = plugin._channel = None
                 logger.warning("plugin %s exited unexpectedly (code %s)", name, code)
             if user is None:
@@ -224,6 +232,15 @@ class PluginProcess:
             thread.start()
 
         return on_exit
+
+    def _refusal(self) -> Callable[[], RPCPluginError]:
+        ref = weakref.ref(self)  # the gate must not keep the host alive
+
+        def refusal() -> RPCPluginError:
+            plugin = ref()
+            return plugin._life.refusal("call") if plugin else PluginClosed("the plugin is closed")
+
+        return refusal
 
     def _closed_translator(self) -> Translate:
         ref = weakref.ref(self)  # stubs must not keep the host alive
@@ -246,8 +263,8 @@ class PluginProcess:
     @property
     def broker(self) -> Broker:
         """The session's GRPCBroker: serve callbacks to the plugin, dial its brokered servers."""
-        broker = self._res.broker
-        if broker is None or not self._life.usable:
+        broker = self._res.broker  # calls still draining may use it
+        if broker is None or self._life.stage not in (Stage.RUNNING, Stage.DRAINING):
             raise self._life.refusal("broker")
         return broker
 
@@ -311,7 +328,8 @@ class PluginProcess:
     # --- close -------------------------------------------------------------------------
 
     def close(self, timeout: float | None = None) -> None:
-        """Shut the plugin down: Shutdown, ``timeout`` (default ``shutdown_grace``) to exit,
+        """Shut the plugin down: refuse new calls, wait up to ``drain_timeout`` for the
+        calls in flight, then Shutdown, ``timeout`` (default ``shutdown_grace``) to exit,
         SIGTERM, SIGKILL; then reap, close the channel, join threads, remove the temp dir.
 
         Idempotent and thread-safe; never raises for a plugin that misbehaves on the way out.
@@ -321,18 +339,31 @@ class PluginProcess:
             if self._life.stage in (Stage.CLOSED, Stage.ABANDONED):
                 return
             running = self._life.advance(Event.CLOSE) is Stage.RUNNING
+            self._gate.close()  # new calls raise PluginClosed from now on
             self._stub, self._channel = None, None
             forget(self)
             try:
                 if running:
+                    self._drain()
                     self._res.shutdown(grace, self._reattach, self.logger.name)
             except Exception:
                 logger.warning("error while closing plugin %s", self.logger.name, exc_info=True)
             finally:
                 self._finalizer()
+                self._life.advance(Event.CLOSED)
         notifier = self._on_exit_thread
         if notifier is not None and notifier is not threading.current_thread():
             notifier.join(READER_JOIN_TIMEOUT)
+
+    def _drain(self) -> None:
+        """Wait up to ``drain_timeout`` for the application's calls in flight; then the
+        stage moves on, and the calls still running are cut (``PluginClosing``)."""
+        name, period = self.logger.name, self._config.drain_timeout
+        if running := self._gate.in_flight():
+            logger.debug("plugin %s: draining %d call(s) for up to %g s", name, running, period)
+            if left := self._gate.drain(period):
+                logger.warning("plugin %s: cutting %d call(s) after the drain", name, left)
+        self._life.advance(Event.SHUTDOWN)
 
     def abandon(self) -> None:
         """Forget this plugin without touching it, in a process forked from its host.

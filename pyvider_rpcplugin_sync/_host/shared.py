@@ -4,13 +4,15 @@ Around ``PluginProcess``: started lazily on first use (never at import, so the
 master of ``gunicorn --preload`` starts nothing); shared by any number of threads;
 replaced by a fresh plugin in a forked child, whose parent's plugin is abandoned
 untouched (no grpc object crosses a fork); restarted on the next call when it died,
-with bounded exponential backoff between attempts; closed at interpreter exit.
+with bounded exponential backoff between attempts (with jitter); closed at
+interpreter exit.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import random
 import threading
 import time
 import weakref
@@ -25,6 +27,7 @@ from .._constants import (
     DEFAULT_MAX_RESTART_BACKOFF,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_RESTART_BACKOFF,
+    RESTART_JITTER,
     START_WAIT_SLACK,
 )
 from .._errors import PluginClosed, RPCPluginError
@@ -40,6 +43,7 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.shared")
 _now = time.monotonic  # the backoff tests replace this clock
+_random = random.random  # and this source of the jitter
 
 
 class SharedPlugin:
@@ -192,7 +196,8 @@ class SharedPlugin:
                 self._started_at, self._last_error = _now(), None
                 self._starts += 1
                 # Closed first at exit, so that nothing restarts its plugin meanwhile.
-                close_at_exit(self, self._config.shutdown_grace)
+                config = self._config
+                close_at_exit(self, config.shutdown_grace + config.drain_timeout)
         if closed:
             plugin.close()
             raise PluginClosed(f"the shared plugin {self.name} was closed while it started")
@@ -209,8 +214,14 @@ class SharedPlugin:
     # --- failures and backoff (under the lock) -----------------------------------------
 
     def _delay(self, failures: int) -> float:
+        """The pause after ``failures``: exponential up to the maximum, then "equal
+        jitter": a random point in its upper half, so hosts do not restart in lockstep."""
+        if failures <= 0:
+            return 0.0
         first, most = self._backoff
-        return float(min(most, first * 2 ** (failures - 1))) if failures > 0 else 0.0
+        full = float(min(most, first * 2 ** (failures - 1)))
+        fixed = full * (1 - RESTART_JITTER)
+        return fixed + (full - fixed) * _random()
 
     def _note_death(self, plugin: PluginProcess) -> None:
         uptime = _now() - self._started_at

@@ -40,6 +40,7 @@ class Clock:
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
     monkeypatch.setattr(shared_module, "_now", fake)
+    monkeypatch.setattr(shared_module, "_random", lambda: 1.0)  # the jitter's top: exact
     return fake
 
 

@@ -7,7 +7,11 @@ Usage: ``echo_faults.py [MODE]``; modes change how it starts or stops:
   much to the real stdout and stderr before replying; a Stream of ``crash`` sends one
   message, then exits (code 7); ``log`` writes hclog and
   plain lines to stderr, ending with a line "done-marker"; ``env:NAME`` replies
-  with that environment variable; ``print:TEXT`` prints TEXT (through GRPCStdio)
+  with that environment variable; ``print:TEXT`` prints TEXT (through GRPCStdio);
+  ``sleep:SECONDS[:TAG]`` replies after that long (a slow or hung handler; it ends early
+  when the call is cancelled); a Stream of ``sleep:SECONDS`` waits that long before
+  each message
+- ``slow-stop GRACE``: serves with ``stop_grace=GRACE`` and 20 workers
 - ``noise``: prints a banner before the handshake line
 - ``versions``: supports only app protocol version 7
 - ``die-after-handshake``: prints a valid handshake line, then exits (code 5)
@@ -28,6 +32,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -96,12 +101,19 @@ class FaultyEcho(echo_pb2_grpc.EchoServicer):
             )
         elif payload.startswith(b"print:"):
             print(payload[6:].decode(), flush=True)
+        elif payload.startswith(b"sleep:"):
+            ended = threading.Event()
+            context.add_callback(ended.set)  # the call was cancelled or cut
+            ended.wait(float(payload.split(b":")[1]))
         return echo_pb2.EchoResponse(payload=payload)
 
     def Stream(
         self, request: echo_pb2.StreamRequest, context: grpc.ServicerContext
     ) -> Iterator[echo_pb2.EchoResponse]:
+        pause = float(request.payload[6:]) if request.payload.startswith(b"sleep:") else 0.0
         for index in range(request.count):
+            if pause:
+                time.sleep(pause)
             if request.payload == b"crash" and index == 1:
                 os._exit(7)  # a stream cut by the plugin's crash, after its first message
             yield echo_pb2.EchoResponse(payload=request.payload)
@@ -160,6 +172,8 @@ def main(mode: str) -> int:
         return run_raw("die")
     elif mode in ("stubborn", "wrong-cert", "immortal"):
         return run_raw(mode)
+    elif mode == "slow-stop":
+        return run_plugin(register, stop_grace=float(sys.argv[2]), max_workers=20)
     return run_plugin(register)
 
 
