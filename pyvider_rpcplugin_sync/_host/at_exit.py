@@ -3,7 +3,7 @@
 A session registers here when it starts (a ``SharedPlugin`` when it is made) and
 leaves when it closes. The first registration installs one ``atexit`` hook (not
 at import). At exit the hook closes each open session of this process in a
-thread of its own (``Shutdown``, ``shutdown_grace``, SIGTERM, SIGKILL: what
+thread of its own (the drain, ``Shutdown``, ``shutdown_grace``, SIGTERM, SIGKILL: what
 ``close()`` does) and waits for all of them together, at most ``exit_bound``; a
 plugin still there then gets SIGKILL, and the supervisor removes what is left
 once this process has gone. Sessions inherited through ``fork`` belong to the
@@ -50,7 +50,8 @@ _registry = _Registry()
 
 
 def close_at_exit(session: Session, grace: float) -> None:
-    """Close ``session`` (whose ``shutdown_grace`` is ``grace``) at interpreter exit."""
+    """Close ``session`` at interpreter exit; ``grace`` is its ``drain_timeout`` plus its
+    ``shutdown_grace``, the longest its close waits before signals."""
     with _registry.lock:
         if not _registry.installed:
             _registry.installed = True
@@ -70,7 +71,8 @@ def forget(session: Session) -> None:
 
 
 def exit_bound(graces: Iterable[float]) -> float:
-    """The longest exit waits for its plugins: the longest ``shutdown_grace``, plus a
+    """The longest exit waits for its plugins: the longest grace (drain and
+    ``shutdown_grace``), plus a
     ``Shutdown`` that hangs to its timeout, SIGTERM's grace and a second for the rest."""
     return max(graces, default=0.0) + DEFAULT_CONTROLLER_TIMEOUT + DEFAULT_TERMINATE_GRACE + 1.0
 
