@@ -8,6 +8,7 @@ typed errors, and what a closed session leaves (nothing).
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 
 import grpc
@@ -18,6 +19,7 @@ from pyvider_rpcplugin_sync import (
     BrokerClosed,
     BrokerError,
     BrokerTimeout,
+    CallTimeout,
     HandshakeConfig,
     PluginProcess,
 )
@@ -116,6 +118,20 @@ def test_host_dials_a_server_the_plugin_brokers(broker_plugin: PluginProcess) ->
     with broker_plugin.broker.dial(second) as channel:
         stub = echo_pb2_grpc.EchoStub(channel)
         assert stub.Echo(echo_pb2.EchoRequest(payload=b"y"), timeout=15).payload == b"brokered:y"
+
+
+def test_a_brokered_channel_takes_call_timeout(broker_plugin: PluginProcess) -> None:
+    service_id = int(echo(broker_plugin, "serve"))
+    with broker_plugin.broker.dial(service_id, call_timeout=0.5) as channel:
+        stub = echo_pb2_grpc.EchoStub(channel)
+        began = time.monotonic()
+        with pytest.raises(CallTimeout, match="call_timeout=") as raised:
+            stub.Echo(echo_pb2.EchoRequest(payload=b"sleep:30"))
+        assert time.monotonic() - began < 5.0
+        assert raised.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+        assert stub.Echo(echo_pb2.EchoRequest(payload=b"sleep:1"), timeout=10).payload == (
+            b"brokered:sleep:1"
+        )  # the call's own timeout= wins
 
 
 @pytest.mark.parametrize("broker_plugin", MODES, ids=MODE_IDS, indirect=True)

@@ -1,6 +1,7 @@
 """An echo plugin that uses its session's broker, driven by magic Echo payloads.
 
-- ``serve``: serves the echo service on a new brokered id; replies with the id
+- ``serve``: serves the echo service on a new brokered id; replies with the id (that
+  server's Echo of ``sleep:SECONDS`` replies after that long, or when cancelled)
 - ``dial:ID:TEXT``: dials the host's brokered server ID, calls its Echo with TEXT,
   replies with the answer; a broker error aborts with FAILED_PRECONDITION and
   ``<ErrorClass>: <message>``
@@ -8,6 +9,8 @@
 """
 
 from __future__ import annotations
+
+import threading
 
 import grpc
 
@@ -21,6 +24,10 @@ class PlainEcho(echo_pb2_grpc.EchoServicer):
     def Echo(
         self, request: echo_pb2.EchoRequest, context: grpc.ServicerContext
     ) -> echo_pb2.EchoResponse:
+        if request.payload.startswith(b"sleep:"):
+            ended = threading.Event()
+            context.add_callback(ended.set)
+            ended.wait(float(request.payload[6:]))
         return echo_pb2.EchoResponse(payload=b"brokered:" + request.payload)
 
 
