@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from ._broker.broker import Broker, BrokeredServer
     from ._constants import DEFAULT_MAX_MESSAGE_SIZE
     from ._host.config import CommandLauncher, HostConfig
+    from ._host.discover import discover, installed_plugins
     from ._host.process import PluginProcess
     from ._host.shared import SharedPlugin
     from ._plugin.serve import run_plugin, serve
@@ -50,6 +51,8 @@ _LAZY = {
     "CommandLauncher": "._host.config",
     "HandshakeConfig": "._protocol.handshake",
     "HostConfig": "._host.config",
+    "discover": "._host.discover",
+    "installed_plugins": "._host.discover",
     "PluginProcess": "._host.process",
     "PluginServer": "._plugin.server",
     "ReattachConfig": "._protocol.reattach",
@@ -69,6 +72,8 @@ __all__ = [
     "HostConfig",
     "PluginProcess",
     "ReattachConfig",
+    "discover",
+    "installed_plugins",
     "SharedPlugin",
     # plugin side
     "PluginServer",

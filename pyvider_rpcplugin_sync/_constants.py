@@ -150,6 +150,9 @@ DEFAULT_HEALTH_TIMEOUT: Final = 1.0
 # Threads waiting for another thread's start wait this long beyond its own limits.
 START_WAIT_SLACK: Final = 5.0
 
+# The entry-point group under which installed packages register plugin commands.
+PLUGIN_ENTRY_POINT_GROUP: Final = "pyvider_rpcplugin_sync.plugins"
+
 # --- testing and tools -----------------------------------------------------------
 
 # How long the processes of a closed plugin's group get to disappear (zombies being
