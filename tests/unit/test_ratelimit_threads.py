@@ -29,7 +29,10 @@ def _run_threads(count: int, target: Any, on_start: Any = None) -> None:
 
 def test_32_contending_threads_get_the_rate_within_one_percent() -> None:
     rate, capacity, duration = 2000.0, 50.0, 1.5
+    # A pause longer than this in every thread at once can overflow a full bucket.
+    stall = capacity / rate / 2
     grants = [0] * 32
+    pauses: list[list[tuple[float, float]]] = [[] for _ in range(32)]
     run: dict[str, Any] = {}
 
     def on_start() -> None:
@@ -40,10 +43,16 @@ def test_32_contending_threads_get_the_rate_within_one_percent() -> None:
     def spin(index: int, start: threading.Barrier) -> None:
         start.wait()
         bucket, t_end = run["bucket"], run["t_end"]
-        got = 0
-        while time.monotonic() < t_end:
+        got, mine = 0, pauses[index]
+        last = time.monotonic()
+        while (now := time.monotonic()) < t_end:
+            if now - last > stall:  # this thread was descheduled (a loaded machine)
+                mine.append((last, now))
+            last = now
             if bucket.try_acquire():
                 got += 1
+        if t_end - last > stall:
+            mine.append((last, t_end))
         grants[index] = got
 
     _run_threads(32, spin, on_start)
@@ -52,9 +61,22 @@ def test_32_contending_threads_get_the_rate_within_one_percent() -> None:
     t0, t_end = run["t0"], run["t_end"]
     # Hard bound: the bucket can never hand out more than it held plus its refill.
     assert total <= capacity + rate * (t_joined - t0)
-    expected = capacity + rate * (t_end - t0)
-    assert abs(total - expected) <= 0.01 * expected, (total, expected)
+    # Tokens refilled while no thread was asking may overflow a full bucket: that is the
+    # bucket's contract, not a loss; the rest of the rate must reach the threads.
+    unasked = _common_time(pauses)
+    expected = capacity + rate * (t_end - t0 - unasked)
+    assert total >= 0.99 * expected, (total, expected, unasked)
     assert sum(1 for g in grants if g) > 1  # the threads really contended
+
+
+def _common_time(pauses: list[list[tuple[float, float]]]) -> float:
+    """Seconds during which every thread was inside one of its pauses."""
+    common = pauses[0]
+    for other in pauses[1:]:
+        common = [
+            (max(a, c), min(b, d)) for a, b in common for c, d in other if max(a, c) < min(b, d)
+        ]
+    return sum(b - a for a, b in common)
 
 
 def test_many_threads_acquire_with_waiting_keep_to_the_rate() -> None:
