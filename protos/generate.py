@@ -6,8 +6,8 @@ wheel ships them (hosts and plugins in other languages need the same files).
 Usage: python protos/generate.py [OUTPUT_ROOT]
 
 OUTPUT_ROOT defaults to the repository root; the stale-code test points it at
-a temp dir and compares. grpcio-tools is pinned in pyproject's dev extra so
-that the output is reproducible.
+a temp dir and compares. grpcio-tools and mypy-protobuf (the ``.pyi`` files) are
+pinned in pyproject's codegen extra so that the output is reproducible.
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 from grpc_tools import protoc
+
+from pyvider_rpcplugin_sync._codegen import typed_stub_args
 
 PROTO_DIR = Path(__file__).resolve().parent
 PACKAGE_DIR = "pyvider_rpcplugin_sync/_protos"
@@ -30,8 +32,8 @@ def generate(output_root: Path) -> None:
     include = f"-I{PACKAGE_DIR}={PROTO_DIR}"
     well_known = f"-I{Path(protoc.__file__).parent / '_proto'}"
     batches = [
-        (WITH_SERVICES, [f"--grpc_python_out={output_root}"]),
-        (MESSAGES_ONLY, []),
+        (WITH_SERVICES, [f"--grpc_python_out={output_root}", *typed_stub_args(output_root)]),
+        (MESSAGES_ONLY, typed_stub_args(output_root, services=False)),
     ]
     for names, extra in batches:
         args = [
@@ -39,7 +41,6 @@ def generate(output_root: Path) -> None:
             include,
             well_known,
             f"--python_out={output_root}",
-            f"--pyi_out={output_root}",
             *extra,
             *(str(PROTO_DIR / name) for name in names),
         ]

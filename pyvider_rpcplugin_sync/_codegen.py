@@ -2,16 +2,19 @@
 
 Runs grpcio-tools' protoc (from the ``codegen`` extra, pinned to the version the
 library's own generated code was made with) to write, for each ``NAME.proto``,
-``NAME_pb2.py`` (messages), ``NAME_pb2_grpc.py`` (stubs and servicers) and
-``NAME_pb2.pyi`` (types for editors and mypy).
+``NAME_pb2.py`` (messages), ``NAME_pb2_grpc.py`` (stubs and servicers), and
+mypy-protobuf's ``NAME_pb2.pyi`` and ``NAME_pb2_grpc.pyi`` (types of the messages,
+stubs and servicers, for editors, mypy and pyright; also in the ``codegen`` extra).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -28,7 +31,7 @@ def generate_stubs(
     include: Sequence[str | os.PathLike[str]] = (),
     out: str | os.PathLike[str] = ".",
 ) -> list[Path]:
-    """Generate ``_pb2.py``, ``_pb2_grpc.py`` and ``_pb2.pyi`` for ``protos`` into ``out``.
+    """Generate ``_pb2.py``, ``_pb2_grpc.py`` and their ``.pyi`` for ``protos`` into ``out``.
 
     ``include`` are protoc's ``-I`` directories; by default each file's own directory.
     Every file must lie inside one of them, and its path there decides the module
@@ -59,17 +62,44 @@ def generate_stubs(
             f"-I{_well_known_dir()}",
             f"--python_out={target}",
             f"--grpc_python_out={target}",
-            f"--pyi_out={target}",
+            *typed_stub_args(target),
             *(str(path) for path in files),
         ]
     )
     written = []
     for rel in relative:
-        for suffix in ("_pb2.py", "_pb2_grpc.py", "_pb2.pyi"):
+        for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi"):
             candidate = target / rel.parent / f"{rel.stem}{suffix}"
             if candidate.exists():
                 written.append(candidate)
     return written
+
+
+def typed_stub_args(target: str | os.PathLike[str], *, services: bool = True) -> list[str]:
+    """protoc's arguments for mypy-protobuf's ``_pb2.pyi`` (and, with ``services``,
+    ``_pb2_grpc.pyi``) in ``target``."""
+    plugins = [("protoc-gen-mypy", "mypy_out")]
+    if services:
+        plugins.append(("protoc-gen-mypy_grpc", "mypy_grpc_out"))
+    args = []
+    for plugin, option in plugins:
+        args += [f"--plugin={plugin}={_plugin_program(plugin)}", f"--{option}=quiet:{target}"]
+    return args
+
+
+def _plugin_program(name: str) -> str:
+    # The scripts of the environment running this, then of the user's site, then PATH.
+    for scheme in (None, f"{os.name}_user"):
+        scripts = sysconfig.get_path("scripts", scheme) if scheme else sysconfig.get_path("scripts")
+        candidate = Path(scripts) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise CodegenError(
+            f"typed stubs need mypy-protobuf's {name}, which is not installed", hint=INSTALL_HINT
+        )
+    return found
 
 
 def _require_grpc_tools() -> None:

@@ -70,8 +70,17 @@ def test_cli_generates_stubs_that_serve_and_call(tmp_path: Path, importable: Pat
     )
     assert result.returncode == 0, result.stderr
     names = sorted(Path(line).name for line in result.stdout.split())
-    assert names == ["greeter_pb2.py", "greeter_pb2.pyi", "greeter_pb2_grpc.py"]
+    assert names == [
+        "greeter_pb2.py",
+        "greeter_pb2.pyi",
+        "greeter_pb2_grpc.py",
+        "greeter_pb2_grpc.pyi",
+    ]
     assert "class HelloRequest" in (importable / "greeter_pb2.pyi").read_text()
+    typed_stub = (importable / "greeter_pb2_grpc.pyi").read_text()
+    assert (
+        "UnaryUnaryMultiCallable[_greeter_pb2.HelloRequest, _greeter_pb2.HelloReply]" in typed_stub
+    )
 
     pb2: Any = importlib.import_module("greeter_pb2")
     pb2_grpc: Any = importlib.import_module("greeter_pb2_grpc")
@@ -96,6 +105,7 @@ def test_package_paths_become_module_paths(tmp_path: Path) -> None:
         "myapp/greeter_pb2.py",
         "myapp/greeter_pb2_grpc.py",
         "myapp/greeter_pb2.pyi",
+        "myapp/greeter_pb2_grpc.pyi",
     }
     assert "from myapp import greeter_pb2" in (tmp_path / "o/myapp/greeter_pb2_grpc.py").read_text()
 
