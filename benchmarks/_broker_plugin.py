@@ -18,7 +18,7 @@ from pyvider_rpcplugin_sync.examples import echo_pb2, echo_pb2_grpc, echo_plugin
 HANDSHAKE = HandshakeConfig("BENCH_BROKER_PLUGIN", "bench", (1,))
 
 
-class BrokerEcho(echo_pb2_grpc.EchoServicer):
+class BrokerEcho(echo_plugin.EchoService):
     def __init__(self, broker: Broker) -> None:
         self.broker = broker
         self.stubs: dict[int, echo_pb2_grpc.EchoStub] = {}
@@ -29,8 +29,8 @@ class BrokerEcho(echo_pb2_grpc.EchoServicer):
     ) -> echo_pb2.EchoResponse:
         payload = request.payload
         if payload.startswith(b"cb:"):
-            _, service_id, data = payload.split(b":", 2)
-            reply: echo_pb2.EchoResponse = self.host_stub(int(service_id)).Echo(
+            _, host_id, data = payload.split(b":", 2)
+            reply: echo_pb2.EchoResponse = self.host_stub(int(host_id)).Echo(
                 echo_pb2.EchoRequest(payload=data), timeout=10
             )
             return reply

@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pyvider_rpcplugin_sync._constants import Transport
+
 # --- settings --------------------------------------------------------------------------
 
 
@@ -30,7 +32,7 @@ class Settings:
     chunk_seconds: float  # target duration of one chunk of calls in an alternation
     warmup_blocks: int
     payloads: tuple[int, ...]
-    setups: tuple[tuple[str, bool], ...]  # (transport, tls) for the unary echo
+    setups: tuple[tuple[Transport, bool], ...]  # (transport, tls) for the unary echo
     threads: tuple[int, ...]
     stream_count: int
     stream_reps: int

@@ -69,6 +69,7 @@ def pyvider() -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         configure(auto_mtls=False)
         async with plugin_client(command=[*PYVIDER_PLUGIN, "--transport", "unix"]) as client:
+            assert client.grpc_channel is not None  # connected
             stub = echo_pb2_grpc.EchoStub(client.grpc_channel)
             request = echo_pb2.EchoRequest(payload=b"x" * 64)
             for _ in range(CALLS):

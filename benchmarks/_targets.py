@@ -19,11 +19,19 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from pyvider_rpcplugin_sync._constants import TLS_SERVER_NAME, UNLIMITED_MESSAGE_OPTIONS
+from pyvider_rpcplugin_sync._constants import (
+    TLS_SERVER_NAME,
+    UNLIMITED_MESSAGE_OPTIONS,
+    Transport,
+)
+
+if TYPE_CHECKING:
+    from pyvider_rpcplugin_sync import PluginProcess
+    from pyvider_rpcplugin_sync._protos.echo_pb2_grpc import EchoStub
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -62,7 +70,7 @@ def vm_rss_kib(pid: int | str = "self") -> int | None:
 # --- ours --------------------------------------------------------------------------------
 
 
-def our_plugin(transport: str, tls: bool, **options: Any) -> Any:
+def our_plugin(transport: Transport, tls: bool) -> PluginProcess[EchoStub]:
     """An unstarted ``PluginProcess`` for the echo example (use it in ``with``)."""
     from pyvider_rpcplugin_sync import PluginProcess
     from pyvider_rpcplugin_sync.examples import echo_pb2_grpc
@@ -73,7 +81,6 @@ def our_plugin(transport: str, tls: bool, **options: Any) -> Any:
         transport=transport,
         stub=echo_pb2_grpc.EchoStub,
         cwd=ROOT,
-        **options,
     )
 
 

@@ -12,6 +12,7 @@ Unix socket; repetitions interleaved; milliseconds (lower is better).
 
 from __future__ import annotations
 
+import functools
 import statistics
 import sys
 import time
@@ -65,8 +66,8 @@ def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
         ours_phases: dict[str, list[float]] = {}
         raw_phases: dict[str, list[float]] = {}
         variants: dict[str, Callable[[], float]] = {
-            "ours": lambda tls=tls, p=ours_phases: ours_cycle(tls, p),
-            "raw": lambda tls=tls, p=raw_phases: raw_cycle(tls, p),
+            "ours": functools.partial(ours_cycle, tls, ours_phases),
+            "raw": functools.partial(raw_cycle, tls, raw_phases),
         }
         note = ""
         if pyvider is not None:

@@ -11,6 +11,7 @@ Blocks alternate; the ratio of calls/s is the result.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import time
@@ -45,14 +46,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         plain, limited = plugin.stub, echo_pb2_grpc.EchoStub(limited_channel)
         for stub in (plain, limited):  # warm-up
-            rate(lambda s=stub: s.Echo(request, timeout=10), args.calls // 4)
+            rate(functools.partial(stub.Echo, request, timeout=10), args.calls // 4)
         ratios = []
         for block in range(args.blocks):
             order = [(plain, "plain"), (limited, "limited")]
             if block % 2:
                 order.reverse()
             rates = {
-                name: rate(lambda s=stub: s.Echo(request, timeout=10), args.calls)
+                name: rate(functools.partial(stub.Echo, request, timeout=10), args.calls)
                 for stub, name in order
             }
             ratios.append(rates["limited"] / rates["plain"])

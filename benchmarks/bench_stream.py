@@ -9,6 +9,7 @@ own plugin and client in the first ``pyvider_stream_reps`` repetitions.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
             try:
                 stubs = {"ours": plugin.stub, "raw": echo_pb2_grpc.EchoStub(raw_ch)}
                 variants: dict[str, Callable[[], float]] = {
-                    name: (lambda stub=stub: stream_rate(stub, count))
+                    name: functools.partial(stream_rate, stub, count)
                     for name, stub in stubs.items()
                 }
                 for stub in stubs.values():  # connect and warm up

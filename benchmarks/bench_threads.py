@@ -10,6 +10,7 @@ path: a raw channel to our own plugin process. Every block starts fresh processe
 
 from __future__ import annotations
 
+import functools
 import sys
 import threading
 import time
@@ -57,6 +58,7 @@ def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
     for block in range(settings.blocks + settings.warmup_blocks):
         with our_plugin("unix", False) as plugin, RawServer("unix", False) as server:
             raw_ch = server.channel()
+            assert plugin.network is not None and plugin.address is not None  # started
             same_ch = raw_channel(plugin.network, plugin.address)
             try:
                 echoes = {
@@ -69,13 +71,15 @@ def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
                         echo(request)
                 if not per_thread:
                     raw_echo = echoes["raw"]
-                    sequential = calibrate(lambda e=raw_echo: e(request), settings.block_seconds)
+                    sequential = calibrate(
+                        functools.partial(raw_echo, request), settings.block_seconds
+                    )
                     for threads in settings.threads:
                         per_thread[threads] = max(5, int(sequential * CONCURRENCY_GAIN / threads))
                 for threads in settings.threads:
                     variants = {
                         name: thread_block(
-                            lambda echo=echo: echo(request), threads, per_thread[threads]
+                            functools.partial(echo, request), threads, per_thread[threads]
                         )
                         for name, echo in echoes.items()
                     }

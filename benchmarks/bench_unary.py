@@ -18,11 +18,13 @@ grew), a bias that interleaving cannot remove but fresh processes average out.
 
 from __future__ import annotations
 
+import functools
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pyvider_rpcplugin_sync._constants import Transport
 from pyvider_rpcplugin_sync.examples import echo_pb2, echo_pb2_grpc
 
 from ._common import (
@@ -56,12 +58,13 @@ def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
 
 
 @contextmanager
-def targets(transport: str, tls: bool) -> Iterator[tuple[dict[str, Any], Any]]:
+def targets(transport: Transport, tls: bool) -> Iterator[tuple[dict[str, Any], Any]]:
     """Fresh processes: (stubs "ours" and "raw", a raw stub to our plugin or None)."""
     with our_plugin(transport, tls) as plugin, RawServer(transport, tls) as server:
         raw_ch = server.channel()
         # A raw channel to our own plugin needs the host's TLS identity, which the
         # library keeps to itself: plaintext only.
+        assert plugin.network is not None and plugin.address is not None  # started
         same_ch = None if tls else raw_channel(plugin.network, plugin.address)
         try:
             stubs = {"ours": plugin.stub, "raw": echo_pb2_grpc.EchoStub(raw_ch)}
@@ -73,7 +76,7 @@ def targets(transport: str, tls: bool) -> Iterator[tuple[dict[str, Any], Any]]:
 
 
 def measure_setup(
-    transport: str, tls: bool, settings: Settings, pyvider: PyviderWorker | None
+    transport: Transport, tls: bool, settings: Settings, pyvider: PyviderWorker | None
 ) -> list[Row]:
     note = ""
     if pyvider is not None:
@@ -89,7 +92,7 @@ def measure_setup(
 
 
 def measure_blocks(
-    transport: str, tls: bool, settings: Settings, pyvider: PyviderWorker | None, note: str
+    transport: Transport, tls: bool, settings: Settings, pyvider: PyviderWorker | None, note: str
 ) -> list[Row]:
     parts: dict[int, list[Alternation]] = {size: [] for size in settings.payloads}
     host_parts: dict[int, list[Alternation]] = {size: [] for size in settings.payloads}
@@ -100,7 +103,7 @@ def measure_blocks(
                 request = echo_pb2.EchoRequest(payload=b"x" * size)
                 if size not in shapes:
                     raw_echo = stubs["raw"].Echo
-                    chunk = calibrate(lambda e=raw_echo, r=request: e(r), settings.chunk_seconds)
+                    chunk = calibrate(functools.partial(raw_echo, request), settings.chunk_seconds)
                     rounds = max(3, round(settings.block_seconds / settings.chunk_seconds))
                     shapes[size] = {"chunk": chunk, "rounds": rounds, "blocks": 1}
                 alt, host = measure_block(stubs, same, pyvider, request, shapes[size])
@@ -128,7 +131,7 @@ def measure_block(
     shape: dict[str, int],
 ) -> tuple[Alternation, Alternation | None]:
     variants: dict[str, Timed] = {
-        name: timed_calls(lambda echo=stub.Echo: echo(request)) for name, stub in stubs.items()
+        name: timed_calls(functools.partial(stub.Echo, request)) for name, stub in stubs.items()
     }
     if pyvider is not None:
         size = len(request.payload)

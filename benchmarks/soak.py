@@ -98,7 +98,7 @@ def run(soak: Soak) -> None:
     shared.close()
 
 
-def kill(shared: SharedPlugin, soak: Soak) -> None:
+def kill(shared: SharedPlugin[Any], soak: Soak) -> None:
     pid = shared.pid
     if pid is None:
         return
@@ -108,7 +108,7 @@ def kill(shared: SharedPlugin, soak: Soak) -> None:
     soak.kills += 1
 
 
-def sample(shared: SharedPlugin, soak: Soak, counter: Any, stop: threading.Event) -> None:
+def sample(shared: SharedPlugin[Any], soak: Soak, counter: Any, stop: threading.Event) -> None:
     began = time.monotonic()
     while not stop.wait(1.0):
         # itertools.count's repr is the next number: calls started so far.
@@ -116,7 +116,7 @@ def sample(shared: SharedPlugin, soak: Soak, counter: Any, stop: threading.Event
         soak.samples.append(snapshot(shared, began, min(started, soak.calls)))
 
 
-def snapshot(shared: SharedPlugin, began: float, calls: int) -> dict[str, Any]:
+def snapshot(shared: SharedPlugin[Any], began: float, calls: int) -> dict[str, Any]:
     pid = shared.pid
     return {
         "t": round(time.monotonic() - began, 2),

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ._constants import DEFAULT_MAX_MESSAGE_SIZE
     from ._host.config import CommandLauncher, HostConfig
     from ._host.discover import discover, installed_plugins
+    from ._host.options import HostOptions
     from ._host.process import PluginProcess
     from ._host.shared import SharedPlugin
     from ._plugin.serve import run_plugin, serve
@@ -51,6 +52,7 @@ _LAZY = {
     "CommandLauncher": "._host.config",
     "HandshakeConfig": "._protocol.handshake",
     "HostConfig": "._host.config",
+    "HostOptions": "._host.options",
     "discover": "._host.discover",
     "installed_plugins": "._host.discover",
     "PluginProcess": "._host.process",
@@ -70,6 +72,7 @@ __all__ = [
     # host side
     "CommandLauncher",
     "HostConfig",
+    "HostOptions",
     "PluginProcess",
     "ReattachConfig",
     "discover",

@@ -17,7 +17,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -277,7 +277,7 @@ def _call_from_threads(stub: EchoStub, threads: int, calls: int) -> list[list[fl
     return results
 
 
-def _print_handshake(plugin: PluginProcess) -> None:
+def _print_handshake(plugin: PluginProcess[Any]) -> None:
     line = plugin.handshake_line
     assert line is not None  # set by a successful start
     cert = "none"

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 # --- handshake (docs/protocol.md §2-6) --------------------------------------------
 
@@ -196,6 +196,9 @@ DEFAULT_RATE_LIMIT_REQUESTS_PER_SECOND: Final = 100.0
 # Denials are logged at most this often (seconds), each line with a count.
 DENIAL_LOG_INTERVAL: Final = 1.0
 RATE_LIMIT_MODES: Final = ("wait", "fail")
+# The string options' values, as types (mypy and pyright check the literals).
+RateLimitMode = Literal["wait", "fail"]
+Transport = Literal["unix", "tcp"]
 
 # --- supervision and portability -------------------------------------------------
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import grpc
 
-from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT
+from ._constants import DEFAULT_CONNECT_TIMEOUT, DEFAULT_PING_TIMEOUT, Transport
 from ._errors import RPCPluginError
 from ._host.process import PluginProcess
 from ._protocol.handshake import HandshakeConfig
@@ -21,7 +22,7 @@ def describe(
     *,
     handshake: HandshakeConfig,
     tls: bool,
-    transport: str | None,
+    transport: Transport | None,
     start_timeout: float,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
 ) -> Iterator[str]:
@@ -79,7 +80,7 @@ def _tls_lines(cert_field: str) -> Iterator[str]:
     yield f"  sha256:           {fingerprint}"
 
 
-def _health(plugin: PluginProcess) -> str:
+def _health(plugin: PluginProcess[Any]) -> str:
     try:
         return "SERVING" if plugin.ping(timeout=DEFAULT_PING_TIMEOUT) else "NOT SERVING"
     except RPCPluginError as exc:

@@ -33,6 +33,7 @@ from ._constants import (
     DEFAULT_MAX_MESSAGE_SIZE,
     DEFAULT_PING_TIMEOUT,
     LEAK_GRACE,
+    Transport,
 )
 from ._host.config import HostConfig
 from ._host.env import make_socket_dir, plugin_environment
@@ -58,7 +59,7 @@ class InProcessPlugin:
     The host is a ``PluginProcess`` whose plugin starts in this process, so its
     channel, stub, broker and errors are a ``PluginProcess``'s."""
 
-    def __init__(self, host: PluginProcess, start: InProcess) -> None:
+    def __init__(self, host: PluginProcess[Any], start: InProcess) -> None:
         assert start.server is not None and host.handshake_line is not None
         #: The host side: a started ``PluginProcess``.
         self.host = host
@@ -114,7 +115,7 @@ def serve_in_process(
     stub: Callable[[grpc.Channel], Any] | None = None,
     handshake: HandshakeConfig | None = None,
     tls: bool = False,
-    transport: str | None = None,
+    transport: Transport | None = None,
     interceptors: Sequence[Any] = (),
     server_interceptors: Sequence[grpc.ServerInterceptor] = (),
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
@@ -208,7 +209,7 @@ class PluginProcessFactory:
     fixture fails the test with that report)."""
 
     def __init__(self) -> None:
-        self.made: list[PluginProcess] = []
+        self.made: list[PluginProcess[Any]] = []
 
     def __call__(
         self,
@@ -217,7 +218,7 @@ class PluginProcessFactory:
         *,
         start: bool = True,
         **options: Any,
-    ) -> PluginProcess:
+    ) -> PluginProcess[Any]:
         """A PluginProcess for ``cmd`` with ``config`` and ``options`` (``HostConfig``
         fields); started unless ``start=False``."""
         plugin = PluginProcess(cmd, config, **options)

@@ -32,7 +32,7 @@ class EchoHandler(echo_pb2_grpc.EchoServicer):
     async def Echo(self, request: echo_pb2.EchoRequest, context: Any) -> echo_pb2.EchoResponse:
         return echo_pb2.EchoResponse(payload=request.payload)
 
-    async def Stream(  # type: ignore[override]
+    async def Stream(
         self, request: echo_pb2.StreamRequest, context: Any
     ) -> AsyncIterator[echo_pb2.EchoResponse]:
         reply = echo_pb2.EchoResponse(payload=request.payload)

@@ -107,6 +107,7 @@ class Host:
         begin = time.perf_counter()
         self.configure(auto_mtls=tls)
         async with self.plugin_client(command=plugin_cmd(transport, tls)) as client:
+            assert client.grpc_channel is not None  # connected
             stub = self.grpc_mod.EchoStub(client.grpc_channel)
             await stub.Echo(self.pb2.EchoRequest(payload=b"x" * 64))
             first = time.perf_counter() - begin

@@ -29,6 +29,8 @@ from .._constants import (
     DEFAULT_START_TIMEOUT,
     NETWORK_TCP,
     NETWORK_UNIX,
+    RateLimitMode,
+    Transport,
 )
 from .._protocol.handshake import HandshakeConfig
 from .._transport.guard import check_call_timeout
@@ -143,14 +145,14 @@ class HostConfig:
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
     call_timeout: float | None = DEFAULT_CALL_TIMEOUT
     drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
-    transport: str | None = None
+    transport: Transport | None = None
     unix_socket_dir: str | os.PathLike[str] | None = None
     unix_socket_group: str | None = None
     checksum: str | None = None
     checksum_file: str | os.PathLike[str] | None = None
     logger: logging.Logger | None = None
     rate_limit: TokenBucket | None = None
-    rate_limit_mode: str = "wait"
+    rate_limit_mode: RateLimitMode = "wait"
     stdin: Stdin = None
     stdio_stdout: StdioSink | None = None
     stdio_stderr: StdioSink | None = None

@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack, overload
 
 import grpc
 
@@ -38,6 +38,7 @@ from .channel import HostResources, intercepted
 from .config import HostConfig
 from .env import command_argv
 from .lifecycle import ABANDONED, Event, Lifecycle, Stage, notify_exit
+from .options import HostOptions, StubFactory, StubT
 from .start import Hooks, Reattach, Spawn, Start, open_session
 from .stdio import StderrLog, plugin_logger_name
 
@@ -50,8 +51,10 @@ logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 # How long a failed call waits for the death watch to confirm an exit (the tests stretch it).
 _DEATH_NOTICE = DEATH_NOTICE
 
+_T = TypeVar("_T")
 
-class PluginProcess:
+
+class PluginProcess(Generic[StubT]):
     """A go-plugin gRPC plugin run as a subprocess; a context manager.
 
     ``with PluginProcess(["./plugin"], stub=KVStub) as plugin: plugin.stub.Get(...)``.
@@ -62,8 +65,29 @@ class PluginProcess:
         config: a ``HostConfig``; keyword arguments (any ``HostConfig`` field:
             ``stub=``, ``tls=``, ``handshake=``, ``env=``, ``start_timeout=``,
             ``launcher=``, ...) replace its fields.
+
+    ``stub=KVStub`` makes it a ``PluginProcess[KVStub]``: ``plugin.stub`` is a ``KVStub``
+    for mypy, pyright and editors (a stub class given only in ``config`` is not seen).
     """
 
+    @overload
+    def __init__(
+        self: PluginProcess[StubT],
+        cmd: str | Sequence[str],
+        config: HostConfig | None = None,
+        *,
+        stub: StubFactory[StubT],
+        **options: Unpack[HostOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: PluginProcess[Any],
+        cmd: str | Sequence[str],
+        config: HostConfig | None = None,
+        *,
+        stub: None = None,
+        **options: Unpack[HostOptions],
+    ) -> None: ...
     def __init__(
         self, cmd: str | Sequence[str], config: HostConfig | None = None, **options: Any
     ) -> None:
@@ -73,6 +97,28 @@ class PluginProcess:
         spawn = Spawn(self._argv, config.plugin_base_environment())
         self._setup(config, plugin_logger_name(self._argv), spawn)
 
+    @overload
+    @classmethod
+    def reattach(
+        cls,
+        config: ReattachConfig,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        host_config: HostConfig | None = None,
+        stub: StubFactory[_T],
+        **options: Unpack[HostOptions],
+    ) -> PluginProcess[_T]: ...
+    @overload
+    @classmethod
+    def reattach(
+        cls,
+        config: ReattachConfig,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        host_config: HostConfig | None = None,
+        stub: None = None,
+        **options: Unpack[HostOptions],
+    ) -> PluginProcess[Any]: ...
     @classmethod
     def reattach(
         cls,
@@ -81,7 +127,7 @@ class PluginProcess:
         credentials: grpc.ChannelCredentials | None = None,
         host_config: HostConfig | None = None,
         **options: Any,
-    ) -> PluginProcess:
+    ) -> PluginProcess[Any]:
         """A host for a plugin that already runs (no spawn, no handshake); start it with ``with``.
 
         ``host_config`` and ``options`` are PluginProcess's (handshake, stub, logger,
@@ -96,7 +142,7 @@ class PluginProcess:
         return cls._started_by(Reattach(config, credentials), host, name)
 
     @classmethod
-    def _started_by(cls, start: Start, config: HostConfig, logger_name: str) -> PluginProcess:
+    def _started_by(cls, start: Start, config: HostConfig, logger_name: str) -> PluginProcess[Any]:
         """A host whose plugin comes from ``start`` (reattached, or in this process)."""
         self = cls.__new__(cls)
         self._argv = []  # nothing to spawn
@@ -119,7 +165,7 @@ class PluginProcess:
         self._life = Lifecycle()
         self._gate = CallGate(self._refusal())  # the application's calls, for the drain
         self._security: SessionSecurity | None = None  # the session's AutoMTLS, once started
-        self._stub: Any = None
+        self._stub: StubT | None = None
         self._channel: grpc.Channel | None = None
         self._res = HostResources()
         self._finalizer = weakref.finalize(self, self._res.release)
@@ -134,7 +180,7 @@ class PluginProcess:
     # --- the hot path: no lock, one attribute and a flag -----------------------------
 
     @property
-    def stub(self) -> Any:
+    def stub(self) -> StubT:
         """The application stub made from ``stub=`` on the shared channel."""
         stub = self._stub  # None unless running
         if stub is None:
@@ -149,13 +195,13 @@ class PluginProcess:
             raise self._life.refusal("channel")
         return channel
 
-    def make_stub(self, stub_class: Callable[[grpc.Channel], Any]) -> Any:
-        """Another service's stub on the same channel."""
+    def make_stub(self, stub_class: StubFactory[_T]) -> _T:
+        """Another service's stub on the same channel (typed as what ``stub_class`` makes)."""
         return stub_class(self.channel)
 
     # --- start -------------------------------------------------------------------------
 
-    def start(self) -> PluginProcess:
+    def start(self) -> PluginProcess[StubT]:
         """Spawn (or reattach), handshake and connect; raise a typed error on failure."""
         with self._lock:
             stage = self._life.stage
@@ -386,7 +432,7 @@ class PluginProcess:
         if child is not None:
             child.signal_group(signal.SIGKILL)
 
-    def __enter__(self) -> PluginProcess:
+    def __enter__(self) -> PluginProcess[StubT]:
         if self._life.stage is Stage.NEW:
             self.start()
         return self

@@ -16,9 +16,9 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack, overload
 
 import grpc
 
@@ -34,6 +34,7 @@ from .._errors import PluginClosed, RPCPluginError
 from .at_exit import close_at_exit, forget
 from .config import HostConfig
 from .env import command_argv
+from .options import HostOptions, StubFactory, StubT
 from .process import PluginProcess
 from .shared_live import Live, exit_code
 from .stdio import plugin_logger_name
@@ -46,14 +47,40 @@ _now = time.monotonic  # the backoff tests replace this clock
 _random = random.random  # and this source of the jitter
 
 
-class SharedPlugin:
+_T = TypeVar("_T")
+
+
+class SharedPlugin(Generic[StubT]):
     """A plugin shared by every thread of a process: started on first use, restarted
     when it dies, replaced by a fresh one in a forked child, closed at exit.
 
     ``KV = SharedPlugin(cmd, handshake=KV_HANDSHAKE, stub=KVStub)`` at module level,
-    then ``KV.stub.Get(...)`` in any request handler.
+    then ``KV.stub.Get(...)`` in any request handler; ``stub=KVStub`` makes it a
+    ``SharedPlugin[KVStub]``, whose ``stub`` type checkers know.
     """
 
+    @overload
+    def __init__(
+        self: SharedPlugin[StubT],
+        cmd: str | Sequence[str],
+        config: HostConfig | None = None,
+        *,
+        restart_backoff: float = ...,
+        max_restart_backoff: float = ...,
+        stub: StubFactory[StubT],
+        **options: Unpack[HostOptions],
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: SharedPlugin[Any],
+        cmd: str | Sequence[str],
+        config: HostConfig | None = None,
+        *,
+        restart_backoff: float = ...,
+        max_restart_backoff: float = ...,
+        stub: None = None,
+        **options: Unpack[HostOptions],
+    ) -> None: ...
     def __init__(
         self,
         cmd: str | Sequence[str],
@@ -95,7 +122,7 @@ class SharedPlugin:
     # --- use: no lock on the way to a live plugin ------------------------------------
 
     @property
-    def stub(self) -> Any:
+    def stub(self) -> StubT:
         """The ``stub=`` stub of a live plugin (started or restarted now if needed)."""
         return self._get().stub
 
@@ -104,7 +131,7 @@ class SharedPlugin:
         """The ``grpc.Channel`` of a live plugin (started or restarted now if needed)."""
         return self._get().channel
 
-    def make_stub(self, stub_class: Callable[[grpc.Channel], Any]) -> Any:
+    def make_stub(self, stub_class: StubFactory[_T]) -> _T:
         """Another service's stub on the live plugin's channel."""
         return stub_class(self._get().channel)
 
@@ -122,7 +149,7 @@ class SharedPlugin:
     def closed(self) -> bool:
         return self._closed
 
-    def _get(self) -> PluginProcess:
+    def _get(self) -> PluginProcess[StubT]:
         live = self._live_plugin
         if live is None or live.suspect or self._owner != os.getpid() or not live.running():
             return self._live()
@@ -134,7 +161,7 @@ class SharedPlugin:
 
     # --- getting a live plugin ---------------------------------------------------------
 
-    def _live(self) -> PluginProcess:
+    def _live(self) -> PluginProcess[StubT]:
         """The live plugin, started by this thread or by another one it waits for."""
         live = self._current()
         if live is not None:
@@ -148,7 +175,7 @@ class SharedPlugin:
                 dead.close(0)
         return plugin if plugin is not None else self._start()
 
-    def _claim(self, retired: list[Live]) -> PluginProcess | None:
+    def _claim(self, retired: list[Live]) -> PluginProcess[StubT] | None:
         """Under the lock: the live plugin, or None when the caller must start one."""
         if self._owner != os.getpid():  # forked without os.fork: no at-fork hook ran
             self._forget_after_fork()
@@ -177,7 +204,7 @@ class SharedPlugin:
             return None
         raise PluginClosed(f"the shared plugin {self.name} is closed")
 
-    def _start(self) -> PluginProcess:
+    def _start(self) -> PluginProcess[StubT]:
         began = _now()
         try:
             plugin = PluginProcess(self._cmd, self._config).start()
@@ -223,7 +250,7 @@ class SharedPlugin:
         fixed = full * (1 - RESTART_JITTER)
         return fixed + (full - fixed) * _random()
 
-    def _note_death(self, plugin: PluginProcess) -> None:
+    def _note_death(self, plugin: PluginProcess[Any]) -> None:
         uptime = _now() - self._started_at
         if uptime >= self._backoff[1]:
             self._failures = 0  # it ran long enough: this is no crash loop
@@ -334,7 +361,7 @@ class SharedPlugin:
             inherited.plugin.abandon()  # closing it would kill the parent's plugin
             _ABANDONED.append(inherited)  # no destructor may run here either
 
-    def __enter__(self) -> SharedPlugin:
+    def __enter__(self) -> SharedPlugin[StubT]:
         return self
 
     def __exit__(
@@ -361,7 +388,7 @@ def _describe(exc: BaseException) -> str:
 
 # --- process-wide hooks ------------------------------------------------------------------
 
-_INSTANCES: weakref.WeakSet[SharedPlugin] = weakref.WeakSet()
+_INSTANCES: weakref.WeakSet[SharedPlugin[Any]] = weakref.WeakSet()
 # A forked child keeps its parent's plugins and calls referenced, so that no destructor
 # or finalizer (channel close, SIGKILL of the plugin, removal of its socket) runs there.
 _ABANDONED: list[object] = []

@@ -6,7 +6,7 @@ import logging
 import os
 import select
 import weakref
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -29,7 +29,7 @@ class Live:
     - a health Watch stream, the canary: it ends when the plugin's connection does.
     """
 
-    def __init__(self, plugin: PluginProcess, name: str) -> None:
+    def __init__(self, plugin: PluginProcess[Any], name: str) -> None:
         self.plugin = plugin
         self.suspect = False  # the canary died: the connection broke
         self._stat = open_proc_stat(plugin.pid or 0)
@@ -88,7 +88,8 @@ class Live:
                 request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
                 response_deserializer=health_pb2.HealthCheckResponse.FromString,
             )(health_pb2.HealthCheckRequest(service=HEALTH_SERVICE_NAME))
-            call.add_done_callback(ended)
+            # grpc's call objects are futures too (its stubs type only the iterator side).
+            cast("grpc.Future[Any]", call).add_done_callback(ended)
         except Exception:  # no canary: deaths are still seen, a little later
             logger.debug("no health Watch on plugin %s", name, exc_info=True)
             return None
@@ -99,6 +100,6 @@ class Live:
             os.close(self._stat)
 
 
-def exit_code(plugin: PluginProcess) -> int | None:
+def exit_code(plugin: PluginProcess[Any]) -> int | None:
     """The exit code of a plugin that exited, even before its watcher thread ran."""
     return plugin.wait_exit(0)

@@ -12,7 +12,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
-from typing import Any
+from typing import Any, cast
 
 import grpc
 
@@ -208,7 +208,7 @@ class PluginServer:
             )
             server = grpc.server(
                 self._executor,
-                interceptors=self._interceptors,
+                interceptors=list(self._interceptors),
                 options=self._options,
             )
             cert_field, security = "", None
@@ -289,13 +289,15 @@ class PluginServer:
                 broker_handler(self.broker),
             )
         )
-        recorder = _RecordingServer(server)
+        # A proxy of the real server: registrars get what they would get from grpc.
+        recording = _RecordingServer(server)
+        recorder = cast(grpc.Server, recording)
         registrar = self._registrars[version]
         if _takes_broker(registrar):
-            registrar(recorder, self.broker)  # type: ignore[call-arg]
+            cast("Callable[[grpc.Server, Broker], None]", registrar)(recorder, self.broker)
         else:
-            registrar(recorder)  # type: ignore[call-arg]
-        self.service_names = tuple(recorder.service_names)
+            cast("Callable[[grpc.Server], None]", registrar)(recorder)
+        self.service_names = tuple(recording.service_names)
         if self._reflection:
             from grpc_reflection.v1alpha import reflection
 

@@ -85,7 +85,7 @@ def _deny_handler(handler: Any, message: str) -> Any:
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
-class RateLimitServerInterceptor(grpc.ServerInterceptor):  # type: ignore[misc]
+class RateLimitServerInterceptor(grpc.ServerInterceptor):
     """Plugin side: app RPCs over the limit fail fast with RESOURCE_EXHAUSTED.
 
     A method listed in ``per_method`` (full path ``/pkg.Service/Method``) uses
@@ -144,10 +144,10 @@ class _CallDetails(NamedTuple):
 
 
 class RateLimitClientInterceptor(
-    grpc.UnaryUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
-    grpc.StreamUnaryClientInterceptor,  # type: ignore[misc]
-    grpc.StreamStreamClientInterceptor,  # type: ignore[misc]
+    grpc.UnaryUnaryClientInterceptor,
+    grpc.UnaryStreamClientInterceptor,
+    grpc.StreamUnaryClientInterceptor,
+    grpc.StreamStreamClientInterceptor,
 ):
     """Host side, for ``grpc.intercept_channel``: each app call takes a token first.
 

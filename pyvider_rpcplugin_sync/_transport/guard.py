@@ -45,7 +45,7 @@ CUT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
 _DEADLINE = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
-class CallTimeout(RPCPluginError, grpc.RpcError):  # type: ignore[misc]
+class CallTimeout(RPCPluginError, grpc.RpcError):
     """The call ran out of its deadline (``call_timeout=`` or the call's ``timeout=``).
 
     Also the ``grpc.RpcError`` grpc raised: ``code()`` is ``DEADLINE_EXCEEDED``;
@@ -104,7 +104,7 @@ def _never_closed() -> RPCPluginError:
     return RPCPluginError("the channel is closed")
 
 
-class GuardedChannel(grpc.Channel):  # type: ignore[misc]
+class GuardedChannel(grpc.Channel):
     """A ``grpc.Channel`` delegating to ``inner``; its multicallables are call frames.
 
     ``call_timeout``: the deadline of unary and stream-unary calls made without

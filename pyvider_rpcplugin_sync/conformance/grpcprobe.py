@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any, cast
 
 import grpc
 
@@ -77,7 +78,8 @@ def stream_stays_open(
         call = ch.unary_stream(
             method, request_serializer=_identity, response_deserializer=_identity
         )(b"", wait_for_ready=True)
-    call.add_done_callback(lambda _call: done.set())
+    # grpc's call objects are futures too (its stubs type only the iterator side).
+    cast("grpc.Future[Any]", call).add_done_callback(lambda _call: done.set())
     try:
         if not done.wait(hold):
             return True, "stream held open"

@@ -91,16 +91,16 @@ def environment_facts(env: Mapping[str, str], cookie_key: str, cookie_value: str
     return facts
 
 
-class _Recorder(grpc.ServerInterceptor):  # type: ignore[misc]
+class _Recorder(grpc.ServerInterceptor):
     def __init__(self, report: Callable[..., None], on_shutdown: Callable[[], None]) -> None:
         self._report = report
         self._on_shutdown = on_shutdown
 
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
         self._report("rpc", method=method)
         if method == SHUTDOWN:

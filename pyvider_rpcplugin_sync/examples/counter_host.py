@@ -32,7 +32,7 @@ def add_adder(server: grpc.Server) -> None:
     counter_pb2_grpc.add_AddHelperServicer_to_server(Adder(), server)
 
 
-def put(plugin: PluginProcess, key: str, value: int) -> None:
+def put(plugin: PluginProcess[counter_pb2_grpc.CounterStub], key: str, value: int) -> None:
     """Add ``value`` to ``key``'s count; the plugin calls our AddHelper to do the sum."""
     broker = plugin.broker
     add_id = broker.next_id()
@@ -41,7 +41,7 @@ def put(plugin: PluginProcess, key: str, value: int) -> None:
         plugin.stub.Put(request, timeout=CALL_TIMEOUT)
 
 
-def get(plugin: PluginProcess, key: str) -> int:
+def get(plugin: PluginProcess[counter_pb2_grpc.CounterStub], key: str) -> int:
     reply = plugin.stub.Get(counter_pb2.CounterGetRequest(key=key), timeout=CALL_TIMEOUT)
     return int(reply.value)
 
@@ -67,7 +67,9 @@ def parse_ops(words: Sequence[str]) -> list[tuple[str, str, int]]:
     return ops
 
 
-def run(plugin: PluginProcess, ops: Sequence[tuple[str, str, int]]) -> Iterator[int]:
+def run(
+    plugin: PluginProcess[counter_pb2_grpc.CounterStub], ops: Sequence[tuple[str, str, int]]
+) -> Iterator[int]:
     """Run ``ops`` in order; yield the count of every ``get``."""
     for op, key, value in ops:
         if op == "put":

@@ -30,7 +30,7 @@ KV_COMMAND = [sys.executable, "-m", "pyvider_rpcplugin_sync.examples.kv_plugin"]
 CALL_TIMEOUT = 5.0
 
 
-def kv_plugin() -> SharedPlugin:
+def kv_plugin() -> SharedPlugin[kv_pb2_grpc.KVStub]:
     """The app's KV plugin handle: built now, started at first use."""
     return SharedPlugin(KV_COMMAND, handshake=KV_HANDSHAKE, stub=kv_pb2_grpc.KVStub)
 
@@ -41,17 +41,18 @@ def error_response(exc: Exception) -> tuple[int, dict[str, str]]:
         return 503, {"error": "plugin unavailable", "detail": exc.message}
     code = exc.code() if isinstance(exc, grpc.Call) else None
     detail = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-    status, error = {
+    statuses: dict[grpc.StatusCode | None, tuple[int, str]] = {
         grpc.StatusCode.NOT_FOUND: (404, "not found"),
         grpc.StatusCode.INVALID_ARGUMENT: (400, "bad request"),
         grpc.StatusCode.UNAVAILABLE: (503, "plugin unavailable"),
         grpc.StatusCode.CANCELLED: (503, "plugin unavailable"),
         grpc.StatusCode.DEADLINE_EXCEEDED: (504, "plugin timed out"),
-    }.get(code, (502, "plugin error"))
+    }
+    status, error = statuses.get(code, (502, "plugin error"))
     return status, {"error": error, "detail": detail or ""}
 
 
-def create_app(kv: SharedPlugin | None = None) -> Flask:
+def create_app(kv: SharedPlugin[kv_pb2_grpc.KVStub] | None = None) -> Flask:
     """The app; tests pass their own ``kv`` (and close it)."""
     app = Flask(__name__)
     plugin = kv if kv is not None else kv_plugin()

@@ -176,7 +176,7 @@ class TerraformProvider:
         terraform_version: str = "1.11.4",
     ) -> None:
         self._plugin = PluginProcess(
-            [binary], handshake=TF_HANDSHAKE, tls=tls, env=env, start_timeout=start_timeout
+            [binary], handshake=TF_HANDSHAKE, tls=tls, env=env or {}, start_timeout=start_timeout
         )
         self.terraform_version = terraform_version
         self._schema: Any = None
@@ -193,7 +193,7 @@ class TerraformProvider:
         self._plugin.close()
 
     @property
-    def process(self) -> PluginProcess:
+    def process(self) -> PluginProcess[Any]:
         return self._plugin
 
     @property

@@ -33,7 +33,7 @@ CALL_TIMEOUT = 5.0
 # Built at import, started at the first request (in each worker process).
 KV = SharedPlugin(KV_COMMAND, handshake=KV_HANDSHAKE, stub=kv_pb2_grpc.KVStub)
 
-_GRPC_STATUS = {
+_GRPC_STATUS: dict[grpc.StatusCode | None, tuple[int, str]] = {
     grpc.StatusCode.NOT_FOUND: (404, "not found"),
     grpc.StatusCode.INVALID_ARGUMENT: (400, "bad request"),
     grpc.StatusCode.UNAVAILABLE: (503, "plugin unavailable"),

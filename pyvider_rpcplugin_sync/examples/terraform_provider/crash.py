@@ -31,12 +31,12 @@ MAX_TRACEBACK_CHARS = 8000
 MAX_SUMMARY_CHARS = 500
 
 
-class CallReporter(grpc.ServerInterceptor):  # type: ignore[misc]
+class CallReporter(grpc.ServerInterceptor):
     def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler | None],
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler | None:
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         method = handler_call_details.method
         logger.debug("rpc %s", method, extra={"method": method})
