@@ -6,8 +6,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint protos interop interop-deps bench bench-quick docs docs-serve \
-	wheel-check clean
+.PHONY: install demo test test-pythons coverage lint protos interop interop-deps bench \
+	bench-quick docs docs-serve wheel-check clean
+
+# The other interpreters CI tests (pyenv's, else python3.X on PATH), each in its own venv.
+PYTHONS ?= 3.12 3.13
+# What they run: everything but interop (which runs on the main interpreter).
+PYTHONS_TESTS ?= tests/unit tests/integration tests/process
+# `make coverage` fails below this (branch coverage, plugins in subprocesses counted).
+COVERAGE_GATE ?= 0
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,11 +24,39 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# .venv-3.12, .venv-3.13: the newest pyenv patch release of each, else python3.X.
+.venv-%/.installed: pyproject.toml
+	@py=$$(ls -d $(HOME)/.pyenv/versions/$*.*/bin/python 2>/dev/null | sort -V | tail -n 1); \
+	py=$${py:-$$(command -v python$*)}; \
+	if [ -z "$$py" ]; then echo "no Python $* (pyenv install $*, or python$* on PATH)" >&2; exit 1; fi; \
+	echo "Python $*: $$py"; \
+	rm -rf .venv-$*; $$py -m venv .venv-$*
+	.venv-$*/bin/python -m pip install --quiet --upgrade pip
+	.venv-$*/bin/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# The unit, integration and process tests on each of $(PYTHONS), one after the other,
+# with each interpreter's wall time.
+test-pythons: $(foreach v,$(PYTHONS),.venv-$(v)/.installed)
+	@for v in $(PYTHONS); do \
+		start=$$(date +%s); \
+		.venv-$$v/bin/python -m pytest -p no:cacheprovider $(PYTHONS_TESTS) $(PYTEST_ARGS) || exit 1; \
+		echo "Python $$v: $$(( $$(date +%s) - start )) s"; \
+	done
+
 demo: $(STAMP)
 	$(BIN)/python -m pyvider_rpcplugin_sync demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The whole suite (PYTEST_ARGS as for `make test`) with branch coverage, subprocesses
+# included; the report lists what no test runs, and fails below COVERAGE_GATE percent.
+coverage: $(STAMP)
+	$(BIN)/coverage erase
+	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/coverage combine --quiet
+	$(BIN)/coverage report --fail-under=$(COVERAGE_GATE)
 
 lint: $(STAMP)
 	$(BIN)/ruff check pyvider_rpcplugin_sync tests benchmarks protos/generate.py
@@ -61,4 +96,4 @@ wheel-check: $(STAMP)
 	bash .ci/wheel-check $(BIN)/python
 
 clean:
-	rm -rf $(VENV) site .gocache .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(foreach v,$(PYTHONS),.venv-$(v)) site .coverage .coverage.* htmlcov .gocache .pytest_cache .mypy_cache .ruff_cache .hypothesis

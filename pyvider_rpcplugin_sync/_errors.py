@@ -60,9 +60,9 @@ class PluginStartError(_ProcessFailure):
     """The plugin could not be started or exited before it was usable."""
 
 
-class StartTimeout(PluginStartError):
+class StartTimeout(PluginStartError, TimeoutError):
     """The start did not complete within ``start_timeout``: no handshake line, or no
-    answer at the address it named."""
+    answer at the address it named. Also a ``TimeoutError``."""
 
 
 class TransportError(RPCPluginError):

@@ -11,34 +11,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from .testing import InProcessPluginFactory, PluginProcessFactory
 
 __all__ = ["rpcplugin_process", "rpcplugin_server"]
 
 
 @pytest.fixture
-def rpcplugin_server() -> Iterator[Callable[..., Any]]:
-    """A factory: ``rpcplugin_server(register, stub=KVStub)`` -> InProcessPlugin."""
-    from .testing import InProcessPlugin, serve_in_process
+def rpcplugin_server() -> Iterator[InProcessPluginFactory]:
+    """A factory: ``rpcplugin_server(register, stub=KVStub)`` -> InProcessPlugin.
 
-    made: list[InProcessPlugin] = []
+    Annotate it as ``pyvider_rpcplugin_sync.testing.InProcessPluginFactory``."""
+    from .testing import InProcessPluginFactory
 
-    def serve(*args: Any, **kwargs: Any) -> InProcessPlugin:
-        plugin = serve_in_process(*args, **kwargs)
-        made.append(plugin)
-        return plugin
-
-    yield serve
-    for plugin in reversed(made):
-        plugin.close()
+    factory = InProcessPluginFactory()
+    yield factory
+    factory.close_all()
 
 
 @pytest.fixture
-def rpcplugin_process() -> Iterator[Any]:
-    """A factory: ``rpcplugin_process(cmd, stub=KVStub, ...)`` -> a started PluginProcess.
+def rpcplugin_process() -> Iterator[PluginProcessFactory]:
+    """A factory: ``rpcplugin_process(cmd, stub=KVStub, ...)`` -> a started PluginProcess
+    (annotate it as ``pyvider_rpcplugin_sync.testing.PluginProcessFactory``).
 
     After the test every plugin made is closed; a plugin process, or any process of
     its process group, still running then fails the test (and is killed).

@@ -24,7 +24,7 @@ import signal
 import time
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack, overload
 
 import grpc
 
@@ -37,6 +37,7 @@ from ._constants import (
 )
 from ._host.config import HostConfig
 from ._host.env import make_socket_dir, plugin_environment
+from ._host.options import HostOptions, StubFactory, StubT
 from ._host.platform import group_processes
 from ._host.process import PluginProcess
 from ._host.start import Hooks, Launched, session_security
@@ -46,20 +47,28 @@ from ._protocol.handshake import HandshakeConfig, HandshakeLine, validate_handsh
 if TYPE_CHECKING:
     from ._host.channel import HostResources
 
-__all__ = ["InProcessPlugin", "PluginProcessFactory", "serve_in_process"]
+__all__ = [
+    "InProcessPlugin",
+    "InProcessPluginFactory",
+    "PluginProcessFactory",
+    "serve_in_process",
+]
+
+_T = TypeVar("_T")
 
 _LEAK_POLL = 0.05
 
 
-class InProcessPlugin:
+class InProcessPlugin(Generic[StubT]):
     """A plugin's registrars served by a ``PluginServer`` in this process, and a
     host connected to it: the real handshake, socket, internal services and (with
     ``tls``) AutoMTLS, without a subprocess. Made by ``serve_in_process``.
 
     The host is a ``PluginProcess`` whose plugin starts in this process, so its
-    channel, stub, broker and errors are a ``PluginProcess``'s."""
+    channel, stub, broker and errors are a ``PluginProcess``'s; ``stub=KVStub`` makes
+    it an ``InProcessPlugin[KVStub]``."""
 
-    def __init__(self, host: PluginProcess[Any], start: InProcess) -> None:
+    def __init__(self, host: PluginProcess[StubT], start: InProcess) -> None:
         assert start.server is not None and host.handshake_line is not None
         #: The host side: a started ``PluginProcess``.
         self.host = host
@@ -76,13 +85,13 @@ class InProcessPlugin:
         return self.host.channel
 
     @property
-    def stub(self) -> Any:
+    def stub(self) -> StubT:
         """The stub made from ``stub=`` on ``channel``."""
         if self.host._stub_cls is None:
             raise AttributeError("no stub class was given: pass stub=, or use make_stub()")
         return self.host.stub
 
-    def make_stub(self, stub_class: Callable[[grpc.Channel], Any]) -> Any:
+    def make_stub(self, stub_class: StubFactory[_T]) -> _T:
         """Another service's stub on the same channel."""
         return self.host.make_stub(stub_class)
 
@@ -97,7 +106,7 @@ class InProcessPlugin:
             self.host.close()
             start.close()
 
-    def __enter__(self) -> InProcessPlugin:
+    def __enter__(self) -> InProcessPlugin[StubT]:
         return self
 
     def __exit__(
@@ -109,10 +118,38 @@ class InProcessPlugin:
         self.close()
 
 
+@overload
 def serve_in_process(
     registrars: Registrars,
     *,
-    stub: Callable[[grpc.Channel], Any] | None = None,
+    stub: StubFactory[StubT],
+    handshake: HandshakeConfig | None = ...,
+    tls: bool = ...,
+    transport: Transport | None = ...,
+    interceptors: Sequence[Any] = ...,
+    server_interceptors: Sequence[grpc.ServerInterceptor] = ...,
+    max_message_size: int = ...,
+    connect_timeout: float = ...,
+    **server_options: Any,
+) -> InProcessPlugin[StubT]: ...
+@overload
+def serve_in_process(
+    registrars: Registrars,
+    *,
+    stub: None = None,
+    handshake: HandshakeConfig | None = ...,
+    tls: bool = ...,
+    transport: Transport | None = ...,
+    interceptors: Sequence[Any] = ...,
+    server_interceptors: Sequence[grpc.ServerInterceptor] = ...,
+    max_message_size: int = ...,
+    connect_timeout: float = ...,
+    **server_options: Any,
+) -> InProcessPlugin[Any]: ...
+def serve_in_process(
+    registrars: Registrars,
+    *,
+    stub: StubFactory[Any] | None = None,
     handshake: HandshakeConfig | None = None,
     tls: bool = False,
     transport: Transport | None = None,
@@ -121,7 +158,7 @@ def serve_in_process(
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT,
     **server_options: Any,
-) -> InProcessPlugin:
+) -> InProcessPlugin[Any]:
     """Serve ``registrars`` in this process and connect to them as a host would.
 
     A real ``PluginServer`` (internal services included) on a real socket in a
@@ -203,6 +240,33 @@ class InProcess:
             self.server.stop()
 
 
+class InProcessPluginFactory:
+    """The ``rpcplugin_server`` fixture: ``serve_in_process`` with the same arguments,
+    every plugin it made closed by ``close_all`` (after the test)."""
+
+    def __init__(self) -> None:
+        self.made: list[InProcessPlugin[Any]] = []
+
+    @overload
+    def __call__(
+        self, registrars: Registrars, *, stub: StubFactory[_T], **options: Any
+    ) -> InProcessPlugin[_T]: ...
+    @overload
+    def __call__(
+        self, registrars: Registrars, *, stub: None = None, **options: Any
+    ) -> InProcessPlugin[Any]: ...
+    def __call__(self, registrars: Registrars, **options: Any) -> InProcessPlugin[Any]:
+        """``serve_in_process(registrars, **options)``, closed by ``close_all``."""
+        plugin = serve_in_process(registrars, **options)
+        self.made.append(plugin)
+        return plugin
+
+    def close_all(self) -> None:
+        """Close every plugin made, the newest first."""
+        while self.made:
+            self.made.pop().close()
+
+
 class PluginProcessFactory:
     """Makes ``PluginProcess`` es, and closes them all in ``close_all``,
     which reports the processes that outlived their close (the ``rpcplugin_process``
@@ -211,6 +275,26 @@ class PluginProcessFactory:
     def __init__(self) -> None:
         self.made: list[PluginProcess[Any]] = []
 
+    @overload
+    def __call__(
+        self,
+        cmd: str | Sequence[str],
+        config: HostConfig | None = None,
+        *,
+        start: bool = True,
+        stub: StubFactory[_T],
+        **options: Unpack[HostOptions],
+    ) -> PluginProcess[_T]: ...
+    @overload
+    def __call__(
+        self,
+        cmd: str | Sequence[str],
+        config: HostConfig | None = None,
+        *,
+        start: bool = True,
+        stub: None = None,
+        **options: Unpack[HostOptions],
+    ) -> PluginProcess[Any]: ...
     def __call__(
         self,
         cmd: str | Sequence[str],

@@ -33,6 +33,7 @@ from .._constants import (
     Transport,
 )
 from .._protocol.handshake import HandshakeConfig
+from .._seconds import seconds
 from .._transport.guard import check_call_timeout
 from .channel import channel_options, check_interceptors, rate_limit_interceptor
 from .runner import Stdin
@@ -170,9 +171,10 @@ class HostConfig:
             raise ValueError(f"transport must be 'unix', 'tcp' or None, not {self.transport!r}")
         fix = object.__setattr__  # frozen: normalise once, here
         fix(self, "call_timeout", check_call_timeout(self.call_timeout))
-        drain = self.drain_timeout
-        if isinstance(drain, bool) or not isinstance(drain, (int, float)) or not drain >= 0:
-            raise ValueError(f"drain_timeout must be seconds (0 or more), not {drain!r}")
+        fix(self, "start_timeout", seconds("start_timeout", self.start_timeout, zero=False))
+        fix(self, "connect_timeout", seconds("connect_timeout", self.connect_timeout, zero=False))
+        fix(self, "shutdown_grace", seconds("shutdown_grace", self.shutdown_grace))
+        fix(self, "drain_timeout", seconds("drain_timeout", self.drain_timeout))
         fix(self, "handshake", self.handshake or HandshakeConfig())
         fix(self, "env", dict(self.env or {}))
         for name in ("cwd", "checksum_file", "unix_socket_dir"):

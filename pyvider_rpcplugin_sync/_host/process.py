@@ -30,6 +30,7 @@ from .._constants import (
 from .._errors import PluginClosed, RPCPluginError
 from .._protocol.handshake import HandshakeLine
 from .._protocol.reattach import ReattachConfig
+from .._seconds import seconds
 from .._services.health import check_serving, health_check
 from .._transport.gate import CallGate
 from .._transport.guard import GuardedChannel, Translate
@@ -322,6 +323,7 @@ class PluginProcess(Generic[StubT]):
 
     def ping(self, timeout: float = DEFAULT_PING_TIMEOUT) -> bool:
         """Health-check service "plugin"; True, or a typed error (PluginClosed, TransportError)."""
+        timeout = seconds("timeout", timeout, zero=False)
         connection = self._res.connection
         if connection is None or not self._life.usable:
             raise self._life.refusal("ping")
@@ -349,6 +351,7 @@ class PluginProcess(Generic[StubT]):
         """Wait up to ``timeout`` seconds for the plugin process to exit; its exit code
         (negative: killed by that signal; -1 for a reattached plugin), or None while it
         runs. Ends nothing: ``close`` does that."""
+        timeout = seconds("timeout", timeout)
         watch = self._life.watch
         return watch.wait_exit(timeout) if watch is not None else None
 
@@ -380,7 +383,7 @@ class PluginProcess(Generic[StubT]):
 
         Idempotent and thread-safe; never raises for a plugin that misbehaves on the way out.
         """
-        grace = self._config.shutdown_grace if timeout is None else timeout
+        grace = self._config.shutdown_grace if timeout is None else seconds("timeout", timeout)
         with self._lock:
             if self._life.stage in (Stage.CLOSED, Stage.ABANDONED):
                 return

@@ -30,6 +30,7 @@ from .._constants import (
     NETWORK_UNIX,
     NO_PORT_SHARING,
     RESERVED_STREAM_WORKERS,
+    Transport,
     message_size_options,
     overrides_message_size,
 )
@@ -43,6 +44,7 @@ from .._protocol.handshake import (
     parse_protocol_versions,
 )
 from .._ratelimit.bucket import TokenBucket, bucket_from_env
+from .._seconds import optional_seconds, seconds
 from .._services.broker import broker_handler
 from .._services.controller import controller_handler
 from .._services.health import add_health_service
@@ -120,7 +122,7 @@ class PluginServer:
         registrars: Registrars,
         *,
         handshake: HandshakeConfig | None = None,
-        transport: str | None = None,
+        transport: Transport | None = None,
         environ: Mapping[str, str] | None = None,
         max_workers: int = DEFAULT_MAX_WORKERS,
         stop_grace: float = DEFAULT_STOP_GRACE,
@@ -140,7 +142,7 @@ class PluginServer:
         if max_workers < 1:
             raise ValueError("max_workers must be at least 1")
         self._max_workers = max_workers
-        self._stop_grace = stop_grace
+        self._stop_grace = seconds("stop_grace", stop_grace)
         self._tls = tls
         self._reflection = reflection
         self._interceptors = (
@@ -332,6 +334,7 @@ class PluginServer:
 
     def stop(self, grace: float | None = None) -> None:
         """Stop serving, wait for in-flight RPCs up to ``grace`` seconds, remove the socket."""
+        grace = optional_seconds("grace", grace)
         with self._lock:
             self._stop_requested = True
             server, listener = self._server, self._listener
@@ -349,7 +352,7 @@ class PluginServer:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until stopped; False if ``timeout`` passed first."""
-        return self._stopped.wait(timeout)
+        return self._stopped.wait(optional_seconds("timeout", timeout))
 
     def __enter__(self) -> PluginServer:
         if self._server is None:
