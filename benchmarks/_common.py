@@ -316,7 +316,7 @@ class Row:
     pyvider: Stat | None = None
     pyvider_score: Stat | None = None
     note: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict[str, Any])
 
     @property
     def verdict(self) -> str:

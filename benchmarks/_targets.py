@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -246,7 +246,7 @@ class PyviderWorker:
 
 
 @contextlib.contextmanager
-def pyvider_worker() -> Iterator[PyviderWorker]:
+def pyvider_worker() -> Generator[PyviderWorker, None, None]:
     worker = PyviderWorker()
     try:
         yield worker

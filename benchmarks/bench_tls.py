@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from concurrent import futures
 from contextlib import ExitStack, contextmanager
 
@@ -143,7 +143,9 @@ def child_main(transport: str) -> int:
 
 
 @contextmanager
-def server_process(transport: str, ids: dict[str, Identity]) -> Iterator[dict[str, str]]:
+def server_process(
+    transport: str, ids: dict[str, Identity]
+) -> Generator[dict[str, str], None, None]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "benchmarks.bench_tls", "--serve", "--transport", transport],
         stdin=subprocess.PIPE,

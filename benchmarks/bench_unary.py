@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import sys
-from collections.abc import Iterator
+from collections.abc import Generator
 from contextlib import contextmanager
 from typing import Any
 
@@ -58,7 +58,7 @@ def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
 
 
 @contextmanager
-def targets(transport: Transport, tls: bool) -> Iterator[tuple[dict[str, Any], Any]]:
+def targets(transport: Transport, tls: bool) -> Generator[tuple[dict[str, Any], Any], None, None]:
     """Fresh processes: (stubs "ours" and "raw", a raw stub to our plugin or None)."""
     with our_plugin(transport, tls) as plugin, RawServer(transport, tls) as server:
         raw_ch = server.channel()

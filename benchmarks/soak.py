@@ -53,9 +53,9 @@ class Soak:
     kills: int = 0
     expected_errors: int = 0
     last_kill: float = float("-inf")
-    unexpected: list[str] = field(default_factory=list)
-    samples: list[dict[str, Any]] = field(default_factory=list)
-    segment_plugin_kib: list[int] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list[str])
+    samples: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
+    segment_plugin_kib: list[int] = field(default_factory=list[int])
 
 
 def run(soak: Soak) -> None:

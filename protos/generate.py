@@ -16,7 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from grpc_tools import protoc
+from grpc_tools import protoc  # pyright: ignore[reportMissingTypeStubs]
 
 from pyvider_rpcplugin_sync._codegen import typed_stub_args
 
@@ -44,7 +44,7 @@ def generate(output_root: Path) -> None:
             *extra,
             *(str(PROTO_DIR / name) for name in names),
         ]
-        if protoc.main(args) != 0:
+        if protoc.main(args) != 0:  # pyright: ignore[reportUnknownMemberType]
             raise SystemExit(f"protoc failed for {', '.join(names)}")
         for name in names:
             shutil.copyfile(PROTO_DIR / name, output_root / PACKAGE_DIR / name)

@@ -66,7 +66,7 @@ def generate_stubs(
             *(str(path) for path in files),
         ]
     )
-    written = []
+    written: list[Path] = []
     for rel in relative:
         for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py", "_pb2_grpc.pyi"):
             candidate = target / rel.parent / f"{rel.stem}{suffix}"
@@ -81,7 +81,7 @@ def typed_stub_args(target: str | os.PathLike[str], *, services: bool = True) ->
     plugins = [("protoc-gen-mypy", "mypy_out")]
     if services:
         plugins.append(("protoc-gen-mypy_grpc", "mypy_grpc_out"))
-    args = []
+    args: list[str] = []
     for plugin, option in plugins:
         args += [f"--plugin={plugin}={_plugin_program(plugin)}", f"--{option}=quiet:{target}"]
     return args

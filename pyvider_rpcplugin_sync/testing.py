@@ -22,7 +22,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack, overload
 
@@ -87,7 +87,7 @@ class InProcessPlugin(Generic[StubT]):
     @property
     def stub(self) -> StubT:
         """The stub made from ``stub=`` on ``channel``."""
-        if self.host._stub_cls is None:
+        if self.host._stub_cls is None:  # pyright: ignore[reportPrivateUsage]  (its host's)
             raise AttributeError("no stub class was given: pass stub=, or use make_stub()")
         return self.host.stub
 
@@ -180,7 +180,8 @@ def serve_in_process(
         connect_timeout=connect_timeout,
     )
     start = InProcess(registrars, tuple(server_interceptors), server_options)
-    host = PluginProcess._started_by(start, config, "pyvider_rpcplugin_sync.plugin.in_process")
+    name = "pyvider_rpcplugin_sync.plugin.in_process"
+    host = PluginProcess._started_by(start, config, name)  # pyright: ignore[reportPrivateUsage]
     try:
         host.start()
     except BaseException:

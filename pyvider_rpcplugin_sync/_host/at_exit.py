@@ -85,7 +85,7 @@ def _close_all() -> None:
     if not mine:
         return
     deadline = time.monotonic() + exit_bound(grace for _, grace in mine)
-    closing = []
+    closing: list[tuple[Session, threading.Thread]] = []
     for session, _ in mine:
         thread = threading.Thread(
             target=_close, args=(session,), name="pyvider-exit-close", daemon=True
@@ -96,7 +96,7 @@ def _close_all() -> None:
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
             logger.warning("closing plugin %r at exit took too long; killing it", session)
-            session._kill_at_exit()
+            session._kill_at_exit()  # pyright: ignore[reportPrivateUsage]  (Session's)
 
 
 def _close(session: Session) -> None:

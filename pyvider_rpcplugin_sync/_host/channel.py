@@ -13,8 +13,8 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
@@ -231,16 +231,22 @@ def check_interceptors(interceptors: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(interceptors)
 
 
+def _opentelemetry_intercept() -> Callable[[grpc.Channel, Any], grpc.Channel]:
+    """opentelemetry-instrumentation-grpc's ``intercept_channel`` (untyped, so typed here)."""
+    from opentelemetry.instrumentation.grpc import grpcext  # pyright: ignore[reportMissingTypeStubs]
+
+    wrap = grpcext.intercept_channel  # pyright: ignore[reportUnknownMemberType, reportUnknownVariableType]
+    return cast("Callable[[grpc.Channel, Any], grpc.Channel]", wrap)
+
+
 def intercepted(channel: grpc.Channel, interceptors: Sequence[Any]) -> grpc.Channel:
     """``channel`` behind ``interceptors``, the first one outermost. grpc's client
     interceptors and opentelemetry-instrumentation-grpc's ``client_interceptor()`` mix."""
     for interceptor in reversed(interceptors):
         if isinstance(interceptor, _GRPC_CLIENT_INTERCEPTORS):
-            channel = grpc.intercept_channel(channel, interceptor)
+            channel = grpc.intercept_channel(channel, cast("Any", interceptor))
         else:
-            from opentelemetry.instrumentation.grpc.grpcext import intercept_channel
-
-            channel = intercept_channel(channel, interceptor)  # type: ignore[no-untyped-call]
+            channel = _opentelemetry_intercept()(channel, interceptor)
     return channel
 
 

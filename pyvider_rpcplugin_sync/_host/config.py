@@ -138,7 +138,7 @@ class HostConfig:
     handshake: HandshakeConfig = field(default_factory=HandshakeConfig)
     stub: Callable[[grpc.Channel], Any] | None = None
     tls: bool = True
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict[str, str])
     skip_host_env: bool = False
     cwd: str | os.PathLike[str] | None = None
     start_timeout: float = DEFAULT_START_TIMEOUT

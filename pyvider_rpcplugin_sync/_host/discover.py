@@ -18,8 +18,8 @@ def discover(pattern: str, directory: str | os.PathLike[str] = ".") -> list[str]
     glob is matched inside it; beyond go-plugin, symlinks are resolved, directories
     and files this user cannot execute are left out, and the paths are sorted.
     """
-    base = os.path.abspath(os.fspath(directory))
-    found = set()
+    base: str = os.path.abspath(os.fspath(directory))
+    found: set[str] = set()
     for path in glob.glob(os.path.join(glob.escape(base), pattern)):
         real = os.path.realpath(path)
         if os.path.isfile(real) and os.access(real, os.X_OK):

@@ -77,9 +77,11 @@ class DeathWatch(Protocol):
 
     def dying(self) -> bool | None:
         """Whether the process began to exit; None where that cannot be told yet."""
+        ...
 
     def exit_details(self) -> tuple[int | None, str]:
         """The exit code (None before exit) and the last lines of stderr."""
+        ...
 
     def wait_exit(self, timeout: float) -> int | None:
         """The exit code once the process exited (waiting up to ``timeout``), else None."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from .._constants import ENV_POSIX_FALLBACKS
 
@@ -42,7 +42,14 @@ def open_proc_stat(pid: int) -> int:
         return -1
 
 
-def own_group_options() -> dict[str, Any]:
+class GroupOptions(TypedDict, total=False):
+    """The ``subprocess.Popen`` keyword options ``own_group_options`` gives."""
+
+    start_new_session: bool
+    process_group: int
+
+
+def own_group_options() -> GroupOptions:
     """``subprocess.Popen`` options that put a child in its own process group.
 
     ``process_group=0`` (setpgid) keeps the child in the host's session; the fallback,
@@ -118,7 +125,7 @@ def group_processes(group: int) -> list[str]:
         except PermissionError:
             pass
         return [f"process group {group}"]
-    found = []
+    found: list[str] = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue

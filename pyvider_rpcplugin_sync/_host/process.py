@@ -73,11 +73,11 @@ class PluginProcess(Generic[StubT]):
 
     @overload
     def __init__(
-        self: PluginProcess[StubT],
+        self: PluginProcess[_T],
         cmd: str | Sequence[str],
         config: HostConfig | None = None,
         *,
-        stub: StubFactory[StubT],
+        stub: StubFactory[_T],
         **options: Unpack[HostOptions],
     ) -> None: ...
     @overload

@@ -95,6 +95,7 @@ class Child:
         try:
             return subprocess.Popen(
                 list(argv),
+                text=False,
                 env=dict(env),
                 cwd=cwd,
                 # The default is /dev/null, not go-plugin's inherited stdin: a library

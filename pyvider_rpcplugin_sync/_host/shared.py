@@ -61,13 +61,13 @@ class SharedPlugin(Generic[StubT]):
 
     @overload
     def __init__(
-        self: SharedPlugin[StubT],
+        self: SharedPlugin[_T],
         cmd: str | Sequence[str],
         config: HostConfig | None = None,
         *,
         restart_backoff: float = ...,
         max_restart_backoff: float = ...,
-        stub: StubFactory[StubT],
+        stub: StubFactory[_T],
         **options: Unpack[HostOptions],
     ) -> None: ...
     @overload
@@ -351,7 +351,7 @@ class SharedPlugin(Generic[StubT]):
         """At interpreter exit, past the exit's bound: SIGKILL its plugin (no lock)."""
         live = self._live_plugin
         if live is not None:
-            live.plugin._kill_at_exit()
+            live.plugin._kill_at_exit()  # pyright: ignore[reportPrivateUsage]  (its exit hook)
 
     def _forget_after_fork(self) -> None:
         """In a forked child: drop the parent's plugin without touching it."""
@@ -396,7 +396,7 @@ _ABANDONED: list[object] = []
 
 def _after_fork_in_child() -> None:
     for shared in list(_INSTANCES):
-        shared._forget_after_fork()
+        shared._forget_after_fork()  # pyright: ignore[reportPrivateUsage]  (the fork hook)
 
 
 _hooks_lock = threading.Lock()

@@ -64,7 +64,9 @@ class Launched:
     security: SessionSecurity | None = None  # AutoMTLS: the main channel's and brokered ones'
     credentials: grpc.ChannelCredentials | None = None  # a reattached plugin's own TLS
     watch: DeathWatch | None = None
-    environ: Mapping[str, str] = field(default_factory=dict)  # what the broker's listeners read
+    environ: Mapping[str, str] = field(
+        default_factory=dict[str, str]
+    )  # what the broker's listeners read
 
 
 @dataclass(frozen=True)

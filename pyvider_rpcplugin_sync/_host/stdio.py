@@ -120,8 +120,7 @@ class StderrLog:
             if not self._first_sighting(line, source):
                 return
             parsed = parse_line(line) if line.startswith("{") else None
-            if parsed is None:
-                level, text = self._untagged_level(line)
+            level, text = self._untagged_level(line) if parsed is None else (0, "")
         if parsed is not None:
             level, message, fields = parsed
             if log.isEnabledFor(level):

@@ -77,6 +77,7 @@ class _Supervisor:
         try:
             process = subprocess.Popen(
                 argv,
+                text=False,
                 stdin=read_end,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,

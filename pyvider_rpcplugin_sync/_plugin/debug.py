@@ -15,7 +15,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Generator, Mapping
 from types import FrameType
 from typing import Any, TextIO
 
@@ -104,7 +104,7 @@ def _program_name() -> str:
 
 
 @contextlib.contextmanager
-def _stop_on_signals(server: PluginServer) -> Iterator[None]:
+def _stop_on_signals(server: PluginServer) -> Generator[None, None, None]:
     """Ctrl-C and SIGTERM stop the server (no host owns this process)."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -14,7 +14,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from types import FrameType
 from typing import Any
 
@@ -156,7 +156,7 @@ def _exit_past_stuck_handlers() -> None:
     expects the plugin gone promptly after Shutdown.
     """
     deadline = time.monotonic() + WORKER_EXIT_WAIT
-    lingering = []
+    lingering: list[threading.Thread] = []
     for thread in threading.enumerate():
         if thread.name.startswith(WORKER_THREAD_PREFIX):
             thread.join(max(0.0, deadline - time.monotonic()))
@@ -180,7 +180,7 @@ def _write_handshake(text: str) -> None:
 
 
 @contextlib.contextmanager
-def _host_logging(names: Sequence[str], level: str | int | None) -> Iterator[None]:
+def _host_logging(names: Sequence[str], level: str | int | None) -> Generator[None, None, None]:
     if level is None:
         level = os.environ.get(ENV_LOG_LEVEL, "info")
     try:
@@ -205,7 +205,7 @@ def _host_logging(names: Sequence[str], level: str | int | None) -> Iterator[Non
 
 
 @contextlib.contextmanager
-def _uncaught_thread_errors_logged() -> Iterator[None]:
+def _uncaught_thread_errors_logged() -> Generator[None, None, None]:
     """Uncaught exceptions in threads become hclog ERROR records with the traceback.
 
     Python's default hook prints them as plain stderr text, which a host logs as
@@ -232,7 +232,7 @@ def _uncaught_thread_errors_logged() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _signals(server: PluginServer, exiting_after: bool) -> Iterator[None]:
+def _signals(server: PluginServer, exiting_after: bool) -> Generator[None, None, None]:
     """Ignore SIGINT (Ctrl-C belongs to the host), stop on SIGTERM.
 
     When the process exits right after serving, SIGTERM stays ignored: a host
@@ -257,7 +257,7 @@ def _signals(server: PluginServer, exiting_after: bool) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _parent_watch(server: PluginServer) -> Iterator[None]:
+def _parent_watch(server: PluginServer) -> Generator[None, None, None]:
     """Stop when the host dies, so a plugin never outlives it.
 
     A polling watch rather than PR_SET_PDEATHSIG: that signal fires when the

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 LEVEL_NAMES = {
     "trace": 5,
@@ -44,8 +44,8 @@ def level_from_name(name: str) -> int:
     lowered = name.strip().lower()
     if lowered in LEVEL_NAMES:
         return LEVEL_NAMES[lowered]
-    number = logging.getLevelName(lowered.upper())
-    if isinstance(number, int):
+    number = logging.getLevelNamesMapping().get(lowered.upper())
+    if number is not None:
         return number
     raise ValueError(f"unknown log level {name!r}; use trace, debug, info, warn or error")
 
@@ -123,6 +123,7 @@ def parse_line(line: str) -> tuple[int, str, dict[str, Any]] | None:
         return None
     if not isinstance(entry, dict):
         return None
+    entry = cast("dict[str, Any]", entry)  # JSON object keys are strings
     level, message = entry.get("@level"), entry.get("@message")
     if not isinstance(level, str) or not isinstance(message, str):
         return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from .._constants import NETWORK_TCP, NETWORK_UNIX, PROTOCOL_GRPC, PROTOCOL_NETRPC
 from .._errors import HandshakeError, ProtocolVersionError
@@ -63,6 +63,7 @@ class ReattachConfig:
         addr = data.get("Addr")
         if not isinstance(addr, Mapping):
             raise ValueError("reattach config needs an 'Addr' object with 'Network' and 'String'")
+        addr = cast("Mapping[str, object]", addr)
         network, address = addr.get("Network"), addr.get("String")
         if not isinstance(network, str) or not isinstance(address, str):
             raise ValueError("reattach 'Addr' needs string 'Network' and 'String' fields")
@@ -127,7 +128,8 @@ def parse_tf_reattach_providers(text: str | bytes) -> dict[str, ReattachConfig]:
     if not isinstance(data, dict):
         raise ValueError(f"{TF_REATTACH_PROVIDERS} must be a JSON object keyed by provider address")
     configs: dict[str, ReattachConfig] = {}
-    for name, entry in data.items():
+    entries = cast("dict[str, Any]", data)  # JSON object keys are strings
+    for name, entry in entries.items():
         try:
             configs[name] = ReattachConfig.from_dict(entry)
         except ValueError as exc:

@@ -68,7 +68,7 @@ class _DenialLog:
         )
 
 
-def _deny_handler(handler: Any, message: str) -> Any:
+def _deny_handler(handler: Any, message: str) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same kind as ``handler`` that aborts with RESOURCE_EXHAUSTED."""
 
     def deny(_request: Any, context: grpc.ServicerContext) -> Any:
@@ -117,7 +117,10 @@ class RateLimitServerInterceptor(grpc.ServerInterceptor):
         """Calls denied since this interceptor was made."""
         return self._denials.total
 
-    def intercept_service(self, continuation: Callable[[Any], Any], details: Any) -> Any:
+    def intercept_service(
+        self, continuation: Callable[[Any], Any], handler_call_details: Any
+    ) -> Any:
+        details = handler_call_details
         handler = continuation(details)
         method: str = details.method
         bucket = self._per_method.get(method, self._default)
@@ -193,16 +196,22 @@ class RateLimitClientInterceptor(
             getattr(details, "compression", None),
         )
 
-    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._admit(details), request)
+    def intercept_unary_unary(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        return continuation(self._admit(client_call_details), request)
 
-    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
-        return continuation(self._admit(details), request)
+    def intercept_unary_stream(
+        self, continuation: Any, client_call_details: Any, request: Any
+    ) -> Any:
+        return continuation(self._admit(client_call_details), request)
 
-    def intercept_stream_unary(self, continuation: Any, details: Any, request_iterator: Any) -> Any:
-        return continuation(self._admit(details), request_iterator)
+    def intercept_stream_unary(
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
+    ) -> Any:
+        return continuation(self._admit(client_call_details), request_iterator)
 
     def intercept_stream_stream(
-        self, continuation: Any, details: Any, request_iterator: Any
+        self, continuation: Any, client_call_details: Any, request_iterator: Any
     ) -> Any:
-        return continuation(self._admit(details), request_iterator)
+        return continuation(self._admit(client_call_details), request_iterator)

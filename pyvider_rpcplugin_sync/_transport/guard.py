@@ -298,7 +298,7 @@ class _UnaryUnary(_Guarded):
             if error is None:
                 raise
             raise error from None
-        future.add_done_callback(lambda _: self._end())
+        future.add_done_callback(lambda _done: self._end())  # pyright: ignore[reportUnknownLambdaType]
         return _Result(future, self._translate, gate, self._method, self._timeout, timeout)
 
     def _end(self) -> None:

@@ -101,7 +101,7 @@ class CertShape:
 
     def problems(self, role: str) -> list[str]:
         """Why a go-plugin peer would reject this certificate for ``role`` ("server"/"client")."""
-        found = []
+        found: list[str] = []
         if role == "server" and "localhost" not in self.dns_names:
             found.append(
                 "no DNS:localhost subject alternative name (Go checks the name only there)"

@@ -15,7 +15,9 @@ from .model import EXIT_NOT_RUN, EXIT_USAGE, Report
 from .spawn import KitError
 
 
-def add_commands(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_commands(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],  # pyright: ignore[reportPrivateUsage]
+) -> None:
     conformance = commands.add_parser(
         "conformance",
         help="check any go-plugin plugin or host against the protocol",

@@ -33,7 +33,7 @@ class Frame:
 class Exchange:
     """What the server sent in answer to one call, until the call or connection ended."""
 
-    frames: list[Frame] = field(default_factory=list)
+    frames: list[Frame] = field(default_factory=list[Frame])
     closed: bool = False  # the server closed the connection
     timed_out: bool = False
 

@@ -44,7 +44,7 @@ class HostOptions:
     cmd: Sequence[str]
     cookie: tuple[str, str] = ("PLUGIN_MAGIC_COOKIE", "test_cookie_value")
     versions: Sequence[int] = (1,)
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict[str, str])
     probe_env: str = "CONFORMANCE_PROBE"
     probe_name: str = "conformance-probe"
     timeout: float = 20.0
@@ -54,7 +54,9 @@ class HostOptions:
 class Launch:
     """One probe process as the report socket saw it (times: kit clock)."""
 
-    events: list[tuple[float, dict[str, Any]]] = field(default_factory=list)
+    events: list[tuple[float, dict[str, Any]]] = field(
+        default_factory=list[tuple[float, dict[str, Any]]]
+    )
     ended: float | None = None
 
     def first(self, name: str) -> tuple[float, dict[str, Any]] | None:
@@ -314,7 +316,8 @@ def judge_honest(
             "call plugin.GRPCController/Shutdown to stop a plugin gracefully",
         )
     )
-    waits, signals = [], []
+    waits: list[float] = []
+    signals: list[str] = []
     for launch in shutdowns:
         at = launch.first("shutdown")
         term = launch.first("sigterm")

@@ -9,6 +9,7 @@ import os
 import re
 import stat
 from collections.abc import Sequence
+from typing import cast
 
 from . import h2
 from .line import HandshakeLine, LineError, parse_line
@@ -125,7 +126,7 @@ def negotiated(parsed: HandshakeLine, offered: Sequence[int]) -> Result:
 
 
 def listener(parsed: HandshakeLine, socket_dir: str, port_range: tuple[int, int]) -> list[Result]:
-    results = []
+    results: list[Result] = []
     if parsed.network == "unix":
         try:
             mode = os.stat(parsed.address).st_mode
@@ -216,6 +217,7 @@ def hclog_lines(stderr: str) -> Result:
             continue
         if not isinstance(entry, dict):
             continue
+        entry = cast("dict[str, object]", entry)  # JSON object keys are strings
         count += 1
         for key in ("@message", "@level", "@timestamp"):
             if key in entry and not isinstance(entry[key], str):

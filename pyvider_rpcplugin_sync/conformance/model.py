@@ -65,8 +65,8 @@ class Report:
 
     kind: Literal["plugin", "host"]
     command: Sequence[str]
-    results: list[Result] = field(default_factory=list)
-    facts: dict[str, Any] = field(default_factory=dict)
+    results: list[Result] = field(default_factory=list[Result])
+    facts: dict[str, Any] = field(default_factory=dict[str, Any])
     seconds: float = 0.0
 
     def add(self, result: Result) -> None:

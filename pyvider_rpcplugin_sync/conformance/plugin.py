@@ -33,7 +33,7 @@ class PluginOptions:
     cmd: Sequence[str]
     cookie: tuple[str, str] = ("PLUGIN_MAGIC_COOKIE", "test_cookie_value")
     versions: Sequence[int] = (1,)
-    env: Mapping[str, str] = field(default_factory=dict)
+    env: Mapping[str, str] = field(default_factory=dict[str, str])
     tcp_env: Mapping[str, str] | None = None
     start_timeout: float = 10.0
     call_timeout: float = 2.0

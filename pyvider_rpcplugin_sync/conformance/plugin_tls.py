@@ -19,7 +19,7 @@ from .model import judged, skipped
 from .spawn import started
 
 if TYPE_CHECKING:
-    from .plugin import _Run
+    from .plugin import _Run  # pyright: ignore[reportPrivateUsage]  (its second half)
 
 SHUTDOWN_GRACE = 2.0  # go-plugin's wait after Shutdown before SIGKILL
 SIGNAL_HOLD = 0.5  # how long a plugin that ignores a signal must stay up

@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 
 STDERR_TAIL = 40
@@ -136,7 +136,7 @@ class Started:
 @contextlib.contextmanager
 def started(
     cmd: Sequence[str], env: Mapping[str, str], *, stdin_pipe: bool = False
-) -> Iterator[Started]:
+) -> Generator[Started, None, None]:
     plugin = Started(cmd, env, stdin_pipe=stdin_pipe)
     try:
         yield plugin

@@ -141,7 +141,8 @@ def full_object(block: Any, values: Mapping[str, Any]) -> dict[str, Any]:
         given = values.get(nested.type_name)
         mode = nested.NestingMode.Name(nested.nesting)
         if given is None:
-            given = {"LIST": [], "SET": [], "MAP": {}}.get(mode)
+            empty: dict[str, Any] = {"LIST": [], "SET": [], "MAP": {}}
+            given = empty.get(mode)
         elif mode in ("LIST", "SET"):
             given = [full_object(nested.block, item) for item in given]
         elif mode == "MAP":
@@ -314,10 +315,10 @@ class TerraformProvider:
 
 def main(argv: Sequence[str]) -> int:
     if len(argv) < 2:
-        print(__doc__.split("\n\n")[-1].strip(), file=sys.stderr)
+        print((__doc__ or "").split("\n\n")[-1].strip(), file=sys.stderr)
         return 2
     binary, type_name, *pairs = argv
-    config = {}
+    config: dict[str, Any] = {}
     for pair in pairs:
         name, _, text = pair.partition("=")
         config[name] = json.loads(text)

@@ -15,7 +15,7 @@ import socket
 import ssl
 import threading
 import time
-from typing import Any, Self
+from typing import Any, Self, cast
 
 from ..._constants import LOOPBACK_HOST, NETWORK_TCP, NETWORK_UNIX
 from ..._errors import TransportError
@@ -274,6 +274,7 @@ def no_delay(sock: socket.socket) -> None:
 
 
 def peer_label(peer: Any) -> str:
-    if isinstance(peer, tuple) and len(peer) >= 2:
-        return f"TLS client from {peer[0]}:{peer[1]}"
+    if isinstance(peer, tuple) and len(cast("tuple[object, ...]", peer)) >= 2:
+        host, port = cast("tuple[object, ...]", peer)[:2]
+        return f"TLS client from {host}:{port}"
     return "TLS client"

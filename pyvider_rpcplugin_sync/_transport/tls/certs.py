@@ -230,7 +230,7 @@ def _load_identity(context: ssl.SSLContext, identity: Identity) -> None:
     """``load_cert_chain`` reads files only: hand it pipes, so the key never touches a disk."""
     fds: list[int] = []
     try:
-        paths = []
+        paths: list[str] = []
         for pem in (identity.cert_pem, identity.key_pem):
             read_fd, write_fd = os.pipe()
             fds += (read_fd, write_fd)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
-from django.http import (  # type: ignore[import-untyped]
+from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseNotAllowed,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from django.core.wsgi import get_wsgi_application  # type: ignore[import-untyped]
+from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault(
     "DJANGO_SETTINGS_MODULE", "pyvider_rpcplugin_sync.examples.django_app.settings"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgpack
 
@@ -71,7 +71,7 @@ def decode(value: tf.DynamicValue) -> Object | None:
         return None  # an unset DynamicValue, e.g. no prior state
     if decoded is not None and not isinstance(decoded, dict):
         raise CtyError(f"expected a cty object, got {type(decoded).__name__}")
-    return decoded
+    return cast("Object | None", decoded)
 
 
 def encode(value: Mapping[str, Any] | None) -> tf.DynamicValue:
