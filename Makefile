@@ -62,6 +62,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check pyvider_rpcplugin_sync tests benchmarks protos/generate.py
 	$(BIN)/ruff format --check pyvider_rpcplugin_sync tests benchmarks protos/generate.py
 	$(BIN)/mypy
+	$(BIN)/pyright
 
 protos: $(STAMP)
 	$(BIN)/python protos/generate.py

@@ -42,8 +42,8 @@ reveal_type(configured.stub)  # KVStub
 """
 # Each line is an error in both checkers.
 WRONG = [
-    'plugin.stub.NoSuchMethod(1, 2, 3)',
-    'plugin.stub.Echo(echo_pb2.StreamRequest())',
+    "plugin.stub.NoSuchMethod(1, 2, 3)",
+    "plugin.stub.Echo(echo_pb2.StreamRequest())",
     'PluginProcess(["plugin"], start_timout=1)',
     'PluginProcess(["plugin"], transport="udp")',
     'PluginProcess(["plugin"], rate_limit_mode="block")',
