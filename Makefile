@@ -13,8 +13,6 @@ PYTEST_ARGS ?=
 PYTHONS ?= 3.12 3.13
 # What they run: everything but interop (which runs on the main interpreter).
 PYTHONS_TESTS ?= tests/unit tests/integration tests/process
-# `make coverage` fails below this (branch coverage, plugins in subprocesses counted).
-COVERAGE_GATE ?= 0
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,12 +49,12 @@ test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The whole suite (PYTEST_ARGS as for `make test`) with branch coverage, subprocesses
-# included; the report lists what no test runs, and fails below COVERAGE_GATE percent.
+# included; the report lists what no test runs, and fails below pyproject's fail_under.
 coverage: $(STAMP)
 	$(BIN)/coverage erase
 	$(BIN)/coverage run -m pytest $(PYTEST_ARGS)
 	$(BIN)/coverage combine --quiet
-	$(BIN)/coverage report --fail-under=$(COVERAGE_GATE)
+	$(BIN)/coverage report
 
 lint: $(STAMP)
 	$(BIN)/ruff check pyvider_rpcplugin_sync tests benchmarks protos/generate.py

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from ._host.shared import SharedPlugin
     from ._plugin.serve import run_plugin, serve
     from ._plugin.server import PluginServer
-    from ._protocol.handshake import HandshakeConfig
+    from ._protocol.handshake import HandshakeConfig, HandshakeLine
     from ._protocol.reattach import ReattachConfig
     from ._ratelimit.bucket import TokenBucket
     from ._transport.guard import CallTimeout
@@ -51,6 +51,7 @@ _LAZY = {
     "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
     "CommandLauncher": "._host.config",
     "HandshakeConfig": "._protocol.handshake",
+    "HandshakeLine": "._protocol.handshake",
     "HostConfig": "._host.config",
     "HostOptions": "._host.options",
     "discover": "._host.discover",
@@ -69,6 +70,7 @@ __all__ = [
     # configuration
     "DEFAULT_MAX_MESSAGE_SIZE",
     "HandshakeConfig",
+    "HandshakeLine",
     # host side
     "CommandLauncher",
     "HostConfig",

@@ -18,7 +18,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from .._constants import DEFAULT_CONTROLLER_TIMEOUT, DEFAULT_TERMINATE_GRACE
@@ -55,9 +55,20 @@ def close_at_exit(session: Session, grace: float) -> None:
     with _registry.lock:
         if not _registry.installed:
             _registry.installed = True
-            atexit.register(_close_all)
+            _at_exit(_close_all)
             os.register_at_fork(after_in_child=_after_fork_in_child)
         _registry.open[session] = (os.getpid(), grace)
+
+
+def _at_exit(hook: Callable[[], None]) -> None:
+    """Run ``hook`` at interpreter exit while threads can still start (it closes the
+    plugins in parallel): from Python 3.12 on, ``atexit`` hooks cannot start threads.
+    threading's own exit hooks run first, as concurrent.futures' do."""
+    register = getattr(threading, "_register_atexit", None)
+    if register is None:  # an interpreter without it: threads still start in atexit hooks
+        atexit.register(hook)
+    else:
+        register(hook)
 
 
 def _after_fork_in_child() -> None:
@@ -86,16 +97,30 @@ def _close_all() -> None:
         return
     deadline = time.monotonic() + exit_bound(grace for _, grace in mine)
     closing: list[tuple[Session, threading.Thread]] = []
-    for session, _ in mine:
+    for index, (session, _) in enumerate(mine):
         thread = threading.Thread(
             target=_close, args=(session,), name="pyvider-exit-close", daemon=True
         )
-        thread.start()
+        try:
+            thread.start()
+        except RuntimeError:  # Python 3.12.0 and 3.12.1 start no thread at exit
+            _close_in_turn([s for s, _ in mine[index:]], deadline)
+            break
         closing.append((session, thread))
     for session, thread in closing:
         thread.join(max(0.0, deadline - time.monotonic()))
         if thread.is_alive():
             logger.warning("closing plugin %r at exit took too long; killing it", session)
+            session._kill_at_exit()  # pyright: ignore[reportPrivateUsage]  (Session's)
+
+
+def _close_in_turn(sessions: list[Session], deadline: float) -> None:
+    """One after the other in this thread; past ``deadline``, the rest are killed."""
+    for session in sessions:
+        if time.monotonic() < deadline:
+            _close(session)
+        else:
+            logger.warning("no time left to close plugin %r at exit; killing it", session)
             session._kill_at_exit()  # pyright: ignore[reportPrivateUsage]  (Session's)
 
 

@@ -104,7 +104,9 @@ def _serve(
         try:
             with _signals(server, exiting_after), _parent_watch(server):
                 _write_handshake(format_handshake(line))
-                capture = StdioCapture(server.stdio) if redirect_stdio else None
+                # serve() drives its PluginServer: the stdio queue is theirs to share.
+                queue = server._stdio  # pyright: ignore[reportPrivateUsage]
+                capture = StdioCapture(queue) if redirect_stdio else None
                 if capture is not None:
                     capture.start()
                 try:

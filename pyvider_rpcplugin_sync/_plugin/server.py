@@ -160,7 +160,7 @@ class PluginServer:
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._stop_requested = False
-        self.stdio = StdioQueue()
+        self._stdio = StdioQueue()  # what StreamStdio sends the host (serve() fills it)
         self.broker = Broker("plugin")
         self.handshake_line: HandshakeLine | None = None
         self.negotiated_version: int | None = None
@@ -287,7 +287,7 @@ class PluginServer:
         server.add_generic_rpc_handlers(
             (
                 controller_handler(self.request_stop),
-                stdio_handler(self.stdio),
+                stdio_handler(self._stdio),
                 broker_handler(self.broker),
             )
         )
@@ -340,7 +340,7 @@ class PluginServer:
             server, listener = self._server, self._listener
             self._listener = None
         if server is not None:
-            self.stdio.close()
+            self._stdio.close()
             self.broker.close()
             server.stop(self._stop_grace if grace is None else grace).wait()
         if self._executor is not None:

@@ -67,7 +67,8 @@ class HandshakeConfig:
 
 @dataclass(frozen=True)
 class HandshakeLine:
-    """The fields of the plugin's one stdout line (docs/protocol.md §6)."""
+    """The fields of the plugin's one stdout line, as ``plugin.handshake_line`` gives them
+    (docs/protocol.md §6)."""
 
     core_version: int
     app_version: int

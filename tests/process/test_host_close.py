@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -253,6 +254,11 @@ def test_interpreter_exit_closes_open_plugins_gracefully_and_in_parallel() -> No
     report = json.loads(host.stdout)
     assert report["codes"] == [0, 0, -9, -9, -9], host.stderr  # Shutdown first, not SIGKILL
     assert "unexpectedly" not in host.stderr
+    if sys.version_info[:3] in ((3, 12, 0), (3, 12, 1)):
+        # These start no thread at exit: the plugins are closed one after the other
+        # (3 stubborn ones x 2 s), each still with Shutdown first.
+        assert report["exit"] >= 6.0, report
+        return
     # In parallel: within the documented bound (the longest grace + 4 s = 5 s), which
     # three stubborn plugins closed one after the other (3 x 2 s) would exceed.
     assert report["exit"] < 5.0, report

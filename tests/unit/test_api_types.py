@@ -97,3 +97,15 @@ def test_start_timeout_is_also_a_timeout_error() -> None:
     assert exc.stderr_tail == "x" and exc.hint == "raise start_timeout"
     with pytest.raises(TimeoutError):
         raise exc
+
+
+def test_public_attributes_are_of_public_types() -> None:
+    import pyvider_rpcplugin_sync as api
+    from pyvider_rpcplugin_sync.examples import echo_plugin
+    from pyvider_rpcplugin_sync.testing import serve_in_process
+
+    with serve_in_process(echo_plugin.register) as plugin:
+        line = plugin.host.handshake_line
+        assert type(line) is api.HandshakeLine and "HandshakeLine" in api.__all__
+        assert line.network == plugin.host.network
+        assert not hasattr(plugin.server, "stdio")  # the stdio queue is the server's own
