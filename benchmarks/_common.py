@@ -281,7 +281,7 @@ class Budget:
 UNARY_BUDGET = Budget(">= 0.97x", "min", 0.97, 0.85)
 THREADS_BUDGET = Budget(">= 0.95x", "min", 0.95, 0.85)
 STREAM_BUDGET = Budget(">= 0.95x", "min", 0.95, 0.85)
-CYCLE_BUDGET = Budget("<= 1.15x", "max", 1.15, 1.40)
+CYCLE_BUDGET = Budget("<= 1.10x", "max", 1.10, 1.40)
 IMPORT_BUDGET = Budget("<= +10 ms", "max", 10.0, 40.0)
 # The bridge row comes from few short blocks and swings 0.56-1.10 per block on a loaded
 # 2-vCPU machine (measured); its gross line sits lower so that noise never fails CI.

@@ -72,7 +72,7 @@ def test_paired_ratios_pair_blocks_in_order() -> None:
         (TLS_BRIDGE_BUDGET, 0.75, MISSED),
         (TLS_BRIDGE_BUDGET, 0.69, MISSED),
         (TLS_BRIDGE_BUDGET, 0.59, GROSS),
-        (CYCLE_BUDGET, 1.15, MET),
+        (CYCLE_BUDGET, 1.10, MET),
         (CYCLE_BUDGET, 1.39, MISSED),
         (CYCLE_BUDGET, 1.41, GROSS),
         (IMPORT_BUDGET, -80.0, MET),
@@ -154,7 +154,7 @@ def test_table_has_every_column_and_the_notes() -> None:
         assert column in lines[0]
     assert lines[1].startswith("---")
     assert "0.975x (0.97-0.98)" in text and ">= 0.97x met" in text
-    assert "1.550x (1.50-1.60)" in text and "<= 1.15x GROSS" in text
+    assert "1.550x (1.50-1.60)" in text and "<= 1.10x GROSS" in text
     assert "n/a: no bridge" in text  # the reason for an n/a is printed
     markdown = format_markdown(sample_rows())
     assert markdown.count("\n") == 2 + 3 - 1 and markdown.startswith("| benchmark |")
