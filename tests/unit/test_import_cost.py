@@ -35,6 +35,7 @@ DEFERRED = (
     "pyvider_rpcplugin_sync._transport.tls",
     "pyvider_rpcplugin_sync._ratelimit.interceptors",
     "pyvider_rpcplugin_sync._protos",
+    "pyvider_rpcplugin_sync._protocol.reattach",
 )
 
 
