@@ -12,6 +12,7 @@ pyvider-rpcplugin: ``async with plugin_client(...)`` around one Echo, in its wor
 supervisor: ours alone (its supervisor starts and ends with the plugin) against ours
          while another plugin keeps a supervisor running: the supervisor's share of a
          start, no budget.
+``--quick`` measures ours and minimal only, in more rounds.
 Unix socket; repetitions interleaved; milliseconds (lower is better).
 
     python -m benchmarks.bench_cycle [--quick]
@@ -87,12 +88,14 @@ def phase_note(phases: dict[str, Phases], warm: int) -> tuple[dict[str, dict[str
 
 
 def cycle_rows(settings: Settings, pyvider: PyviderWorker | None, tls: bool) -> list[Row]:
-    phases: dict[str, Phases] = {"ours": {}, "minimal": {}, "full": {}}
+    phases: dict[str, Phases] = {"ours": {}, "minimal": {}}
     variants: dict[str, Callable[[], float]] = {
         "ours": lambda: ours_cycle(tls, phases["ours"]),
         "minimal": lambda: minimal_raw_cycle(tls, phases["minimal"]),
-        "full": lambda: full_raw_cycle(tls, phases["full"]),
     }
+    if not settings.quick:  # --quick spends its time on the budget row's two variants
+        phases["full"] = {}
+        variants["full"] = lambda: full_raw_cycle(tls, phases["full"])
     note = ""
     if pyvider is not None:
 
@@ -119,6 +122,8 @@ def cycle_rows(settings: Settings, pyvider: PyviderWorker | None, tls: bool) -> 
         note="; ".join(filter(None, [split, note])),
     )
     row.extra["phases_ms"] = medians
+    if "full" not in samples:
+        return [row]
     full = compare(
         f"cycle.{mode}_full",
         f"cycle {label} vs the fuller raw server",
@@ -158,7 +163,8 @@ def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
     rows = []
     for tls in (False, True):
         rows += cycle_rows(settings, pyvider, tls)
-    rows.append(supervisor_row(settings))
+    if not settings.quick:
+        rows.append(supervisor_row(settings))
     return rows
 
 
