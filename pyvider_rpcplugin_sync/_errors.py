@@ -77,6 +77,15 @@ class RateLimited(RPCPluginError):
     """A call was refused, or could not get a token in time, because of a rate limit."""
 
 
+class CircuitOpen(RPCPluginError):
+    """The call was refused at once: the circuit breaker (``circuit_breaker=``) is open
+    after consecutive failed calls; ``retry_in`` is the seconds until trial calls pass."""
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_in: float = 0.0) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_in = retry_in
+
+
 class PluginClosed(_ProcessFailure):
     """The plugin was closed or has died; the call cannot be made."""
 

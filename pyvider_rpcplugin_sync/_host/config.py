@@ -38,6 +38,8 @@ from .stdio import StdioSink
 
 if TYPE_CHECKING:
     from .._ratelimit.bucket import TokenBucket
+    from .breaker import CircuitBreaker
+    from .retry import RetryPolicy
 
 # Any grpc client interceptor (unary/stream, unary/stream), or OpenTelemetry's.
 ClientInterceptor = Any
@@ -130,6 +132,12 @@ class HostConfig:
             Exceptions it raises are logged.
         launcher: how the plugin's command is run and its address reached; default:
             the command as given (see ``CommandLauncher``).
+        retry: a ``RetryPolicy``: grpc retries the calls of its (idempotent) methods
+            that fail with UNAVAILABLE, with backoff and jitter, within the call's
+            deadline; none by default.
+        circuit_breaker: a ``CircuitBreaker``: after its threshold of consecutive
+            failed or timed-out calls, calls fail fast with ``CircuitOpen`` for a
+            cool-down, then a few trial calls decide; none by default.
     """
 
     handshake: HandshakeConfig = field(default_factory=HandshakeConfig)
@@ -159,6 +167,8 @@ class HostConfig:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     on_exit: Callable[[int], None] | None = None
     launcher: CommandLauncher = DIRECT
+    retry: RetryPolicy | None = None
+    circuit_breaker: CircuitBreaker | None = None
     # Derived once from the fields above (never given).
     _limiter: ClientInterceptor | None = field(init=False, repr=False, default=None)
     _grpc_options: tuple[tuple[str, Any], ...] = field(init=False, repr=False, default=())
@@ -180,7 +190,19 @@ class HostConfig:
         fix(self, "channel_options", tuple(self.channel_options))
         # A bad mode or size fails now, not at the start or the first call.
         fix(self, "_limiter", rate_limit_interceptor(self.rate_limit, self.rate_limit_mode))
-        fix(self, "_grpc_options", channel_options(self.max_message_size, self.channel_options))
+        options = channel_options(self.max_message_size, self.channel_options)
+        if self.retry is not None:
+            from .retry import retry_options
+
+            options = (*options, *retry_options(self.retry, self.channel_options))
+        fix(self, "_grpc_options", options)
+        if self.circuit_breaker is not None:
+            from .breaker import CircuitBreaker
+
+            if not isinstance(self.circuit_breaker, CircuitBreaker):
+                raise TypeError(
+                    f"circuit_breaker must be a CircuitBreaker, not {self.circuit_breaker!r}"
+                )
 
     @classmethod
     def of(cls, config: HostConfig | None, options: Mapping[str, Any]) -> HostConfig:
@@ -191,10 +213,15 @@ class HostConfig:
     def call_interceptors(self) -> tuple[ClientInterceptor, ...]:
         """The application's interceptors, then the rate limiter's; empty when none is asked.
 
-        Outermost first: a tracing span covers the time spent waiting for a token.
+        Outermost first: a tracing span covers the time spent waiting for a token; an
+        open circuit breaker refuses a call before it waits for one.
         """
-        limiter = self._limiter
-        return (*self.interceptors, *((limiter,) if limiter is not None else ()))
+        limiter, breaker = self._limiter, self.circuit_breaker
+        return (
+            *self.interceptors,
+            *((breaker.interceptor(),) if breaker is not None else ()),
+            *((limiter,) if limiter is not None else ()),
+        )
 
     def resolved_channel_options(self) -> tuple[tuple[str, Any], ...]:
         """The channel's grpc options: message sizes (unless ``channel_options`` set them),
