@@ -95,6 +95,23 @@ class PluginClosing(PluginClosed):
     out before it finished (we closed it; a crash raises plain ``PluginClosed``)."""
 
 
+class PluginDown(PluginClosed):
+    """A ``SharedPlugin`` stays down: its last ``attempts`` starts (or early deaths) in a
+    row failed, reaching ``max_start_failures``; ``last_error`` is the last cause."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        attempts: int = 0,
+        last_error: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.attempts = attempts
+        self.last_error = last_error
+
+
 class CodegenError(RPCPluginError):
     """Stub generation (``protoc``) failed, or grpcio-tools (the ``codegen`` extra) is missing."""
 
