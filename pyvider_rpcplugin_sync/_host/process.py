@@ -327,14 +327,15 @@ class PluginProcess:
 
     # --- close -------------------------------------------------------------------------
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, grace: float | None = None) -> None:
         """Shut the plugin down: refuse new calls, wait up to ``drain_timeout`` for the
-        calls in flight, then Shutdown, ``timeout`` (default ``shutdown_grace``) to exit,
-        SIGTERM, SIGKILL; then reap, close the channel, join threads, remove the temp dir.
+        calls in flight, then Shutdown, ``grace`` seconds (default ``shutdown_grace``) to
+        exit, SIGTERM, SIGKILL; then reap, close the channel, join threads, remove the
+        temp dir. ``grace`` is the word for it on both sides (``PluginServer.stop(grace)``).
 
         Idempotent and thread-safe; never raises for a plugin that misbehaves on the way out.
         """
-        grace = self._config.shutdown_grace if timeout is None else timeout
+        grace = self._config.shutdown_grace if grace is None else grace
         with self._lock:
             if self._life.stage in (Stage.CLOSED, Stage.ABANDONED):
                 return

@@ -368,7 +368,7 @@ class SharedPlugin:
 
     # --- close and fork ------------------------------------------------------------------
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, grace: float | None = None) -> None:
         """Shut this process's plugin down (see ``PluginProcess.close``); later use
         raises ``PluginClosed``. Idempotent, thread-safe; never touches a plugin
         that a parent process started."""
@@ -382,7 +382,7 @@ class SharedPlugin:
         forget(self)
         if live is not None:
             logger.debug("closing plugin %s (pid %s)", self.name, live.plugin.pid)
-            live.close(timeout)
+            live.close(grace)
 
     def _kill_at_exit(self) -> None:
         """At interpreter exit, past the exit's bound: SIGKILL its plugin (no lock)."""
