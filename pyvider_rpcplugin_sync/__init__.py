@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from ._host.process import PluginProcess
     from ._host.retry import RetryPolicy
     from ._host.shared import SharedPlugin
+    from ._metrics.hook import CallMetrics, CallStats
     from ._plugin.serve import run_plugin, serve
     from ._plugin.server import PluginServer
     from ._protocol.handshake import HandshakeConfig
@@ -51,6 +52,8 @@ _LAZY = {
     "Broker": "._broker.broker",
     "BrokeredServer": "._broker.broker",
     "BreakerState": "._host.breaker",
+    "CallMetrics": "._metrics.hook",
+    "CallStats": "._metrics.hook",
     "CircuitBreaker": "._host.breaker",
     "CallTimeout": "._transport.guard",
     "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
@@ -86,6 +89,9 @@ __all__ = [
     "RetryPolicy",
     "CircuitBreaker",
     "BreakerState",
+    # metrics (both sides)
+    "CallMetrics",
+    "CallStats",
     # plugin side
     "PluginServer",
     "run_plugin",

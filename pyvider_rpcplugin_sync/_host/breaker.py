@@ -28,6 +28,7 @@ import grpc
 
 from .._constants import INTERNAL_SERVICES
 from .._errors import CircuitOpen
+from .._metrics.client import final_code
 
 # A plugin that is broken, hung or overloaded, rather than a call the plugin refused
 # on its merits (NOT_FOUND, INVALID_ARGUMENT, ...): an answer on its merits is a success.
@@ -259,7 +260,7 @@ class BreakerInterceptor(
         except BaseException:
             breaker.settle(generation, None)
             raise
-        outcome.add_done_callback(lambda call: breaker.settle(generation, _final_code(call)))
+        outcome.add_done_callback(lambda call: breaker.settle(generation, final_code(call)))
         return outcome
 
     def _stream(self, continuation: Any, details: Any, request: Any) -> Any:
@@ -279,14 +280,3 @@ class BreakerInterceptor(
         self, continuation: Any, details: Any, request_iterator: Any
     ) -> Any:
         return self._stream(continuation, details, request_iterator)
-
-
-def _final_code(call: Any) -> grpc.StatusCode | None:
-    """A finished call's status; None when it failed before reaching the plugin."""
-    if call.cancelled():
-        return grpc.StatusCode.CANCELLED
-    error = call.exception()
-    if error is not None and not isinstance(error, grpc.RpcError):
-        return None  # grpc's interceptor wrapped a local failure (a closed channel, ...)
-    code: grpc.StatusCode | None = call.code()
-    return code

@@ -37,6 +37,7 @@ from .runner import Stdin
 from .stdio import StdioSink
 
 if TYPE_CHECKING:
+    from .._metrics.hook import CallMetrics
     from .._ratelimit.bucket import TokenBucket
     from .breaker import CircuitBreaker
     from .retry import RetryPolicy
@@ -138,6 +139,9 @@ class HostConfig:
         circuit_breaker: a ``CircuitBreaker``: after its threshold of consecutive
             failed or timed-out calls, calls fail fast with ``CircuitOpen`` for a
             cool-down, then a few trial calls decide; none by default.
+        metrics: a ``CallMetrics`` hook (``CallStats``, or one of your own) told of each
+            application call and each ``ping()``: method, final status, seconds; none
+            by default (nothing on the call path).
     """
 
     handshake: HandshakeConfig = field(default_factory=HandshakeConfig)
@@ -169,6 +173,7 @@ class HostConfig:
     launcher: CommandLauncher = DIRECT
     retry: RetryPolicy | None = None
     circuit_breaker: CircuitBreaker | None = None
+    metrics: CallMetrics | None = None
     # Derived once from the fields above (never given).
     _limiter: ClientInterceptor | None = field(init=False, repr=False, default=None)
     _grpc_options: tuple[tuple[str, Any], ...] = field(init=False, repr=False, default=())
@@ -203,6 +208,10 @@ class HostConfig:
                 raise TypeError(
                     f"circuit_breaker must be a CircuitBreaker, not {self.circuit_breaker!r}"
                 )
+        if self.metrics is not None:
+            from .._metrics.hook import check_metrics
+
+            check_metrics(self.metrics)
 
     @classmethod
     def of(cls, config: HostConfig | None, options: Mapping[str, Any]) -> HostConfig:
@@ -213,11 +222,13 @@ class HostConfig:
     def call_interceptors(self) -> tuple[ClientInterceptor, ...]:
         """The application's interceptors, then the rate limiter's; empty when none is asked.
 
-        Outermost first: a tracing span covers the time spent waiting for a token; an
-        open circuit breaker refuses a call before it waits for one.
+        Outermost first: the metrics see every call as its caller does (refusals
+        included), a tracing span covers the time spent waiting for a token, an open
+        circuit breaker refuses a call before it waits for one.
         """
         limiter, breaker = self._limiter, self.circuit_breaker
         return (
+            *((_metrics_interceptor(self.metrics),) if self.metrics is not None else ()),
             *self.interceptors,
             *((breaker.interceptor(),) if breaker is not None else ()),
             *((limiter,) if limiter is not None else ()),
@@ -236,3 +247,9 @@ class HostConfig:
 
 
 _DEFAULT = HostConfig()
+
+
+def _metrics_interceptor(metrics: CallMetrics) -> ClientInterceptor:
+    from .._metrics.client import MetricsClientInterceptor
+
+    return MetricsClientInterceptor(metrics)

@@ -30,7 +30,7 @@ from .._constants import (
 from .._errors import PluginClosed, RPCPluginError
 from .._protocol.handshake import HandshakeLine
 from .._protocol.reattach import ReattachConfig
-from .._services.health import check_serving, health_check
+from .._services.health import HEALTH_CHECK, check_serving, health_check
 from .._transport.gate import CallGate
 from .._transport.guard import GuardedChannel, Translate
 from .at_exit import close_at_exit, forget
@@ -280,7 +280,10 @@ class PluginProcess:
         if connection is None or not self._life.usable:
             raise self._life.refusal("ping")
         try:
-            response = health_check(connection.channel, timeout)
+            if self._config.metrics is None:
+                response = health_check(connection.channel, timeout)
+            else:  # the library's own call, visible in the application's metrics
+                response = _measured_ping(self._config, connection.channel, timeout)
         except grpc.RpcError as exc:
             if self._gone(exc):
                 raise self._life.refusal("ping") from None
@@ -408,3 +411,10 @@ class PluginProcess:
     def __repr__(self) -> str:
         what = self._argv[0] if self._argv else f"reattach {self.address}"
         return f"<PluginProcess {what!r} pid={self.pid} {self._life.stage.value}>"
+
+
+def _measured_ping(config: HostConfig, channel: grpc.Channel, timeout: float) -> Any:
+    from .._metrics.client import measured
+
+    assert config.metrics is not None
+    return measured(config.metrics, HEALTH_CHECK, lambda: health_check(channel, timeout))

@@ -8,11 +8,15 @@ Echo payloads:
 - ``sleep:SECONDS``: replies after that long (ends early when the call is cancelled);
 - ``crash``: exits at once (code 7);
 
+- ``stats``: with ``METRICS=1`` in the environment the plugin serves with
+  ``metrics=CallStats()``; this replies with its ``snapshot()`` as JSON;
+
 any other payload is echoed back. ``Stream`` sends the payload ``count`` times.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections import Counter
@@ -20,8 +24,10 @@ from collections.abc import Iterator
 
 import grpc
 
-from pyvider_rpcplugin_sync import run_plugin
+from pyvider_rpcplugin_sync import CallStats, run_plugin
 from pyvider_rpcplugin_sync._protos import echo_pb2, echo_pb2_grpc
+
+STATS = CallStats()
 
 
 class FlakyEcho(echo_pb2_grpc.EchoServicer):
@@ -41,6 +47,8 @@ class FlakyEcho(echo_pb2_grpc.EchoServicer):
             if attempt <= int(failures):
                 context.abort(grpc.StatusCode.UNAVAILABLE, f"attempt {attempt}: try again")
             return echo_pb2.EchoResponse(payload=tag + b":" + str(attempt).encode())
+        if payload == b"stats":
+            return echo_pb2.EchoResponse(payload=json.dumps(STATS.snapshot()).encode())
         if payload == b"fail":
             context.abort(grpc.StatusCode.INTERNAL, "failing on purpose")
         if payload == b"crash":
@@ -63,4 +71,5 @@ def register(server: grpc.Server) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_plugin(register))
+    metrics = STATS if os.environ.get("METRICS") == "1" else None
+    raise SystemExit(run_plugin(register, metrics=metrics))
