@@ -360,13 +360,19 @@ class PluginProcess:
             notifier.join(READER_JOIN_TIMEOUT)
 
     def _drain(self) -> None:
-        """Wait up to ``drain_timeout`` for the application's calls in flight; then the
-        stage moves on, and the calls still running are cut (``PluginClosing``)."""
+        """Wait up to ``drain_timeout`` for the application's calls in flight, then for
+        those on the brokered channels this host dialed (refused from then on), within
+        the same period; then the stage moves on, and the calls still running are cut
+        (``PluginClosing``; ``BrokerClosed`` on a brokered channel)."""
         name, period = self.logger.name, self._config.drain_timeout
+        ends = time.monotonic() + period
         if running := self._gate.in_flight():
             logger.debug("plugin %s: draining %d call(s) for up to %g s", name, running, period)
             if left := self._gate.drain(period):
                 logger.warning("plugin %s: cutting %d call(s) after the drain", name, left)
+        broker = self._res.broker
+        if broker is not None and (left := broker.drain(max(0.0, ends - time.monotonic()))):
+            logger.warning("plugin %s: cutting %d brokered call(s) after the drain", name, left)
         self._life.advance(Event.SHUTDOWN)
 
     def abandon(self) -> None:
