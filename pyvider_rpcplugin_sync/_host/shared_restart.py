@@ -66,8 +66,9 @@ class Failures:
 
     def down_error(self, name: str) -> PluginDown:
         return PluginDown(
-            f"the plugin {name} stays down after {self.count} failed starts in a row "
-            f"(max_start_failures={self.cap}); last: {self.last_error}",
+            f"the plugin {name} stays down after {self.count} failures in a row (failed "
+            f"starts, or deaths soon after a start; max_start_failures={self.cap}); "
+            f"last: {self.last_error}",
             hint="fix what makes it fail, then call reset() on the SharedPlugin",
             attempts=self.count,
             last_error=self.last_error,

@@ -99,7 +99,7 @@ def test_a_plugin_that_never_starts_stays_down_until_reset(
         assert isinstance(down.value, PluginClosed)
         assert down.value.attempts == 3
         assert down.value.last_error == FAILED_START
-        assert "stays down after 3 failed starts" in str(down.value)
+        assert "stays down after 3 failures in a row (failed starts" in str(down.value)
         assert "reset()" in str(down.value.hint)
         clock.now += 3600  # however long: it stays down, with no start attempt
         with pytest.raises(PluginDown):
