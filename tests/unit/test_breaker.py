@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from pyvider_rpcplugin_sync import BreakerState, CircuitBreaker, CircuitOpen
+from pyvider_rpcplugin_sync import BreakerState, CircuitBreaker, CircuitOpen, HostConfig
 from pyvider_rpcplugin_sync._host.breaker import BreakerMachine, Outcome, classify
 
 pytestmark = pytest.mark.timeout(60)
@@ -255,3 +255,10 @@ def test_transitions_follow_the_documented_rules(
         assert 0 <= machine.trials <= trials
         if machine.state is BreakerState.OPEN:
             assert 0 <= machine.retry_in(now) <= cool_down
+
+
+def test_host_config_takes_only_a_circuit_breaker() -> None:
+    breaker = CircuitBreaker()
+    assert len(HostConfig(circuit_breaker=breaker).call_interceptors()) == 1
+    with pytest.raises(TypeError, match="CircuitBreaker"):
+        HostConfig(circuit_breaker={"threshold": 3})  # type: ignore[arg-type]
