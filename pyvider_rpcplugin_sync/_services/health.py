@@ -28,12 +28,15 @@ def add_health_service(server: grpc.Server) -> health.HealthServicer:
     return servicer
 
 
+HEALTH_CHECK = f"/{HEALTH_SERVICE}/Check"
+
+
 def health_check(channel: grpc.Channel, timeout: float) -> Any:
     """``grpc.health.v1.Health/Check`` of service "plugin"; raises ``grpc.RpcError``."""
     from grpc_health.v1 import health_pb2
 
     check = channel.unary_unary(
-        f"/{HEALTH_SERVICE}/Check",
+        HEALTH_CHECK,
         request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
         response_deserializer=health_pb2.HealthCheckResponse.FromString,
     )
