@@ -32,12 +32,14 @@ from .._constants import (
     BROKER_SERVER_WORKERS,
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_STOP_GRACE,
+    NETWORK_UNIX,
     SOCKET_DIR_PREFIX,
 )
 from .._errors import BrokerClosed, BrokerError, BrokerTimeout
 from .._protos.goplugin_pb2 import ConnInfo
 from .._transport.guard import check_call_timeout
 from .._transport.listener import Listener
+from .mux import MuxSession
 from .net import BrokeredChannel, BrokerNetwork
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.broker")
@@ -125,6 +127,8 @@ class Broker:
         self._bridge_dir: str | None = None
         self._closed = False
         self._clock: Callable[[], float] = time.monotonic
+        self._mux: MuxSession | None = None
+        self._knock_lock = threading.Lock()  # knocks are serialised, as in go-plugin
 
     # --- public API -----------------------------------------------------------
 
@@ -164,11 +168,17 @@ class Broker:
         with self._cond:
             if not self._closed:
                 self._servers[service_id] = brokered
-                self._outgoing.append(
-                    ConnInfo(
-                        service_id=service_id, network=brokered.network, address=brokered.address
+                if self._mux is not None:
+                    # Nothing is announced: the peer knocks, then opens a stream.
+                    self._mux.route(service_id, brokered.address)
+                else:
+                    self._outgoing.append(
+                        ConnInfo(
+                            service_id=service_id,
+                            network=brokered.network,
+                            address=brokered.address,
+                        )
                     )
-                )
                 self._cond.notify_all()
                 return brokered
         brokered.stop(0)
@@ -192,6 +202,8 @@ class Broker:
         service_id = _check_id(service_id)
         call_timeout = check_call_timeout(call_timeout)
         network = self._network_or_raise()
+        if self._mux is not None:
+            return self._mux_dial(service_id, network, timeout, call_timeout)
         info = self._claim(service_id, timeout)
         channel = network.dial(info, self._bridge_directory, self._forget_channel, call_timeout)
         with self._cond:
@@ -230,16 +242,32 @@ class Broker:
 
     # --- session plumbing (the library's own use) -----------------------------
 
-    def attach(self, network: BrokerNetwork, on_close: Callable[[], None] | None = None) -> None:
-        """Connect the broker to its session: where to listen, how to dial."""
+    def attach(
+        self,
+        network: BrokerNetwork,
+        on_close: Callable[[], None] | None = None,
+        mux: MuxSession | None = None,
+    ) -> None:
+        """Connect the broker to its session: where to listen, how to dial, and, for a
+        multiplexed session, its yamux routing."""
         with self._cond:
             self._network = network
+            self._mux = mux
             if on_close is not None:
                 self._on_close.append(on_close)
             self._cond.notify_all()
 
     def receive(self, info: ConnInfo) -> None:
         """The peer announced ``info``: park it (a buffer of one per id) for a dialer."""
+        mux = self._mux
+        if mux is not None and info.HasField("knock") and info.knock.knock and not info.knock.ack:
+            error = mux.knocked(info.service_id)
+            knock = ConnInfo.Knock(knock=True, ack=True, error=error)
+            with self._cond:
+                if not self._closed:
+                    self._outgoing.append(ConnInfo(service_id=info.service_id, knock=knock))
+                    self._cond.notify_all()
+            return
         now = self._clock()
         with self._cond:
             self._expire(now)
@@ -327,6 +355,61 @@ class Broker:
         with self._cond:
             if self._servers.get(server.service_id) is server:
                 del self._servers[server.service_id]
+                if self._mux is not None:
+                    self._mux.unroute(server.service_id)
+
+    def _mux_dial(
+        self,
+        service_id: int,
+        network: BrokerNetwork,
+        timeout: float,
+        call_timeout: float | None,
+    ) -> BrokeredChannel:
+        """A channel whose every connection knocks for ``service_id``, then rides a
+        yamux stream. Lazy, as without multiplexing: a refused knock shows on the calls."""
+        assert self._mux is not None
+        relay = self._mux.dial_relay(service_id, lambda: self._knock(service_id, timeout))
+        info = ConnInfo(service_id=service_id, network=NETWORK_UNIX, address=relay.path)
+
+        def closed(channel: BrokeredChannel) -> None:
+            relay.close()
+            self._forget_channel(channel)
+
+        try:
+            channel = network.dial(info, self._bridge_directory, closed, call_timeout)
+        except BaseException:
+            relay.close()
+            raise
+        with self._cond:
+            if not self._closed:
+                self._channels.add(channel)
+                return channel
+        channel.close()
+        raise self._closed_error()
+
+    def _knock(self, service_id: int, timeout: float) -> None:
+        """Send a knock for ``service_id`` and wait for its acknowledgement."""
+        with self._knock_lock:
+            with self._cond:
+                if self._closed:
+                    raise self._closed_error()
+                self._parked.pop(service_id, None)  # a stale acknowledgement
+                knock = ConnInfo.Knock(knock=True)
+                self._outgoing.append(ConnInfo(service_id=service_id, knock=knock))
+                self._cond.notify_all()
+            try:
+                ack = self._claim(service_id, timeout)
+            except BrokerTimeout:
+                raise BrokerTimeout(
+                    f"timeout waiting for multiplexing knock handshake on id {service_id}",
+                    hint="the peer must serve this id (accept_and_serve) before it is dialed",
+                ) from None
+            if not (ack.knock.knock and ack.knock.ack) or ack.knock.error:
+                why = ack.knock.error or "no acknowledgement"
+                raise BrokerError(
+                    f"failed to knock for id {service_id}: {why}",
+                    hint="the peer must serve this id (accept_and_serve) before it is dialed",
+                )
 
     def _forget_channel(self, channel: BrokeredChannel) -> None:
         with self._cond:
