@@ -52,6 +52,11 @@ class MuxSession:
     def connection(self) -> YamuxConnection | None:
         return self._conn
 
+    @property
+    def private_dir(self) -> str:
+        """A 0700 directory of this session's own, removed on close."""
+        return self._dir
+
     def start(self, conn: YamuxConnection) -> None:
         """Serve the streams of ``conn`` (the session's one connection) from now on."""
         with self._lock:

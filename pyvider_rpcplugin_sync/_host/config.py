@@ -130,6 +130,10 @@ class HostConfig:
             Exceptions it raises are logged.
         launcher: how the plugin's command is run and its address reached; default:
             the command as given (see ``CommandLauncher``).
+        multiplex: go-plugin 1.6's multiplexed broker (``PLUGIN_MULTIPLEX_GRPC``): the
+            host dials the plugin once and the main connection and every brokered one
+            are yamux streams over it; ``MultiplexNotSupported`` when the plugin cannot.
+            Not with ``PluginProcess.reattach``.
     """
 
     handshake: HandshakeConfig = field(default_factory=HandshakeConfig)
@@ -159,6 +163,7 @@ class HostConfig:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     on_exit: Callable[[int], None] | None = None
     launcher: CommandLauncher = DIRECT
+    multiplex: bool = False
     # Derived once from the fields above (never given).
     _limiter: ClientInterceptor | None = field(init=False, repr=False, default=None)
     _grpc_options: tuple[tuple[str, Any], ...] = field(init=False, repr=False, default=())
