@@ -31,6 +31,11 @@ class Flag(enum.IntFlag):
     RST = 8
 
 
+# The same flags as plain ints, for the hot paths (IntFlag arithmetic is slow).
+SYN, ACK, FIN, RST = 1, 2, 4, 8
+_TYPES = tuple(FrameType)
+
+
 class GoAwayCode(enum.IntEnum):
     NORMAL = 0
     PROTOCOL_ERROR = 1
@@ -47,7 +52,7 @@ class Frame:
     WINDOW_UPDATE, the opaque value for PING and the error code for GO_AWAY."""
 
     type: FrameType
-    flags: Flag
+    flags: int  # a combination of Flag
     stream_id: int
     length: int
     payload: bytes = b""
@@ -57,7 +62,7 @@ class Frame:
 
 
 def encode(
-    frame_type: FrameType, flags: Flag, stream_id: int, length: int, payload: bytes = b""
+    frame_type: FrameType, flags: int, stream_id: int, length: int, payload: bytes = b""
 ) -> bytes:
     """Header (plus payload for DATA) ready for the wire."""
     if frame_type is FrameType.DATA and length != len(payload):
@@ -79,38 +84,44 @@ class FrameDecoder:
     def __init__(self, max_payload: int = 16 * 1024 * 1024) -> None:
         self._buffer = bytearray()
         self._max_payload = max_payload
-        self._header: tuple[FrameType, Flag, int, int] | None = None
+        self._header: tuple[FrameType, int, int, int] | None = None
 
     def feed(self, data: bytes) -> list[Frame]:
         """The frames completed by ``data``; raises YamuxProtocolError on a bad header."""
-        self._buffer += data
+        if self._buffer:
+            self._buffer += data
+            data = bytes(self._buffer)
+            self._buffer.clear()
         frames: list[Frame] = []
+        offset, end = 0, len(data)
         while True:
             if self._header is None:
-                if len(self._buffer) < HEADER_SIZE:
-                    return frames
-                self._header = _parse_header(bytes(self._buffer[:HEADER_SIZE]), self._max_payload)
-                del self._buffer[:HEADER_SIZE]
+                if end - offset < HEADER_SIZE:
+                    break
+                self._header = _parse_header(data, offset, self._max_payload)
+                offset += HEADER_SIZE
             frame_type, flags, stream_id, length = self._header
             size = length if frame_type is FrameType.DATA else 0
-            if len(self._buffer) < size:
-                return frames
-            payload = bytes(self._buffer[:size])
-            del self._buffer[:size]
+            if end - offset < size:
+                break
+            payload = data[offset : offset + size] if size else b""
+            offset += size
             self._header = None
             frames.append(Frame(frame_type, flags, stream_id, length, payload))
+        if offset < end:
+            self._buffer += data[offset:]
+        return frames
 
 
-def _parse_header(raw: bytes, max_payload: int) -> tuple[FrameType, Flag, int, int]:
-    version, type_byte, flags, stream_id, length = HEADER.unpack(raw)
+def _parse_header(raw: bytes, offset: int, max_payload: int) -> tuple[FrameType, int, int, int]:
+    version, type_byte, flags, stream_id, length = HEADER.unpack_from(raw, offset)
     if version != VERSION:
         raise YamuxProtocolError(f"yamux version {version}; only version 0 exists")
-    try:
-        frame_type = FrameType(type_byte)
-    except ValueError:
-        raise YamuxProtocolError(f"unknown yamux frame type {type_byte}") from None
+    if type_byte >= len(_TYPES):
+        raise YamuxProtocolError(f"unknown yamux frame type {type_byte}")
+    frame_type = _TYPES[type_byte]
     if frame_type is FrameType.DATA and length > max_payload:
         raise YamuxProtocolError(
             f"a data frame of {length} bytes exceeds the {max_payload}-byte limit"
         )
-    return frame_type, Flag(flags), stream_id, length
+    return frame_type, flags, stream_id, length

@@ -25,6 +25,7 @@ class Relay:
     ) -> None:
         self._stream = stream
         self._on_done = on_done
+        stream.deliver_to(sock)
         self._sock = sock
         self._lock = threading.Lock()
         self._open_directions = 2

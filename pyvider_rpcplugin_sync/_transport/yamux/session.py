@@ -14,15 +14,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .frames import (
+    ACK,
+    FIN,
+    HEADER,
     INITIAL_WINDOW,
     MAX_UINT32,
-    Flag,
+    RST,
+    SYN,
+    VERSION,
     Frame,
     FrameDecoder,
     FrameType,
     GoAwayCode,
     YamuxProtocolError,
-    encode,
 )
 
 MAX_FRAME = 64 * 1024
@@ -105,7 +109,7 @@ class _Stream:
     recv_window: int = INITIAL_WINDOW
     credit: int = 0  # consumed bytes not yet given back in a window update
     outbound: bytearray = field(default_factory=bytearray)
-    flags_due: Flag = Flag.NONE  # SYN or ACK, carried by the next frame we send
+    flags_due: int = 0  # SYN or ACK, carried by the next frame we send
     fin_queued: bool = False  # FIN goes out once outbound is empty
     local_closed: bool = False
     remote_closed: bool = False
@@ -137,13 +141,19 @@ class Session:
         if stream_id > MAX_UINT32:
             raise SessionClosedError("stream ids are exhausted")
         self._next_id += 2
-        self._streams[stream_id] = _Stream(stream_id, flags_due=Flag.SYN)
+        self._streams[stream_id] = _Stream(stream_id, flags_due=SYN)
         self._flush_stream(self._streams[stream_id], force=True)
         return stream_id
 
     def send(self, stream_id: int, data: bytes) -> None:
         """Queue ``data``; it leaves as the peer's window allows (see ``pending``)."""
         stream = self._sendable(stream_id)
+        size = len(data)
+        if not stream.outbound and size <= stream.send_window and size <= self._max_frame:
+            # The common case: nothing queued, room in the window: one frame, no copy.
+            stream.send_window -= size
+            self._emit(FrameType.DATA, self._take_flags(stream), stream_id, size, data)
+            return
         stream.outbound += data
         self._flush_stream(stream)
 
@@ -165,7 +175,7 @@ class Session:
         stream = self._streams.pop(stream_id, None)
         if stream is None or self.ended is not None:
             return
-        self._emit(FrameType.WINDOW_UPDATE, self._take_flags(stream) | Flag.RST, stream_id, 0)
+        self._emit(FrameType.WINDOW_UPDATE, self._take_flags(stream) | RST, stream_id, 0)
 
     def consumed(self, stream_id: int, size: int) -> None:
         """The application took ``size`` received bytes; give the window back in halves."""
@@ -181,7 +191,7 @@ class Session:
         self._check_open()
         opaque = self._next_ping
         self._next_ping = self._next_ping % MAX_UINT32 + 1
-        self._emit(FrameType.PING, Flag.SYN, 0, opaque)
+        self._emit(FrameType.PING, SYN, 0, opaque)
         return opaque
 
     def go_away(self, code: GoAwayCode = GoAwayCode.NORMAL) -> None:
@@ -189,7 +199,7 @@ class Session:
         if self.ended is not None or self.local_go_away:
             return
         self.local_go_away = True
-        self._emit(FrameType.GO_AWAY, Flag.NONE, 0, code)
+        self._emit(FrameType.GO_AWAY, 0, 0, code)
         if code is not GoAwayCode.NORMAL:
             self.ended = SessionEnded(code, "we ended the session")
 
@@ -197,6 +207,9 @@ class Session:
         out = bytes(self._out)
         self._out.clear()
         return out
+
+    def has_output(self) -> bool:
+        return bool(self._out)
 
     def knows(self, stream_id: int) -> bool:
         """False once a stream is reset or closed both ways (or was never opened)."""
@@ -225,10 +238,10 @@ class Session:
 
     def _handle(self, frame: Frame) -> list[Event]:
         if frame.type is FrameType.PING:
-            if frame.flags & Flag.SYN:
-                self._emit(FrameType.PING, Flag.ACK, 0, frame.length)
+            if frame.flags & SYN:
+                self._emit(FrameType.PING, ACK, 0, frame.length)
                 return []
-            return [PingAnswered(frame.length)] if frame.flags & Flag.ACK else []
+            return [PingAnswered(frame.length)] if frame.flags & ACK else []
         if frame.type is FrameType.GO_AWAY:
             return [self._go_away_received(frame.length)]
         return self._stream_frame(frame)
@@ -247,7 +260,7 @@ class Session:
     def _stream_frame(self, frame: Frame) -> list[Event]:
         events: list[Event] = []
         stream_id = frame.stream_id
-        if frame.flags & Flag.SYN:
+        if frame.flags & SYN:
             if not self._incoming(stream_id):
                 return []
             events.append(StreamOpened(stream_id))
@@ -268,10 +281,10 @@ class Session:
                 raise YamuxProtocolError(f"stream {stream_id} sent past its receive window")
             stream.recv_window -= len(frame.payload)
             events.append(DataReceived(stream_id, frame.payload))
-        if frame.flags & Flag.RST:
+        if frame.flags & RST:
             del self._streams[stream_id]
             events.append(StreamReset(stream_id))
-        elif frame.flags & Flag.FIN and not stream.remote_closed:
+        elif frame.flags & FIN and not stream.remote_closed:
             stream.remote_closed = True
             events.append(StreamEnded(stream_id))
             self._forget_if_done(stream)
@@ -284,9 +297,9 @@ class Session:
         if stream_id in self._streams:
             raise YamuxProtocolError(f"stream {stream_id} opened twice")
         if self.local_go_away:
-            self._emit(FrameType.WINDOW_UPDATE, Flag.RST, stream_id, 0)
+            self._emit(FrameType.WINDOW_UPDATE, RST, stream_id, 0)
             return False
-        stream = _Stream(stream_id, flags_due=Flag.ACK)
+        stream = _Stream(stream_id, flags_due=ACK)
         self._streams[stream_id] = stream
         self._flush_stream(stream, force=True)
         return True
@@ -306,8 +319,8 @@ class Session:
             raise StreamClosedError(f"stream {stream_id} is closed for sending")
         return stream
 
-    def _take_flags(self, stream: _Stream) -> Flag:
-        flags, stream.flags_due = stream.flags_due, Flag.NONE
+    def _take_flags(self, stream: _Stream) -> int:
+        flags, stream.flags_due = stream.flags_due, 0
         return flags
 
     def _flush_stream(self, stream: _Stream, *, force: bool = False) -> None:
@@ -320,13 +333,13 @@ class Session:
             stream.send_window -= size
             flags = self._take_flags(stream)
             if stream.fin_queued and not stream.outbound:
-                flags |= Flag.FIN
+                flags |= FIN
                 stream.local_closed = True
             self._emit(FrameType.DATA, flags, stream.stream_id, size, chunk)
             force = False
         if stream.fin_queued and not stream.outbound and not stream.local_closed:
             stream.local_closed = True
-            self._emit(FrameType.WINDOW_UPDATE, self._take_flags(stream) | Flag.FIN,
+            self._emit(FrameType.WINDOW_UPDATE, self._take_flags(stream) | FIN,
                        stream.stream_id, 0)  # fmt: skip
         elif force and stream.flags_due:
             self._emit(FrameType.WINDOW_UPDATE, self._take_flags(stream), stream.stream_id, 0)
@@ -342,13 +355,14 @@ class Session:
             self._streams.pop(stream.stream_id, None)
 
     def _emit(
-        self, frame_type: FrameType, flags: Flag, stream_id: int, length: int, payload: bytes = b""
+        self, frame_type: FrameType, flags: int, stream_id: int, length: int, payload: bytes = b""
     ) -> None:
-        self._out += encode(frame_type, flags, stream_id, length, payload)
+        self._out += HEADER.pack(VERSION, frame_type, flags, stream_id, length)
+        self._out += payload
 
     def _protocol_error(self, reason: str) -> SessionEnded:
         if not self.local_go_away:
-            self._emit(FrameType.GO_AWAY, Flag.NONE, 0, GoAwayCode.PROTOCOL_ERROR)
+            self._emit(FrameType.GO_AWAY, 0, 0, GoAwayCode.PROTOCOL_ERROR)
             self.local_go_away = True
         self.ended = SessionEnded(GoAwayCode.PROTOCOL_ERROR, reason)
         return self.ended
