@@ -7,7 +7,8 @@ go-plugin's semantics: ``Broker.next_id`` hands out ids,
 address over ``plugin.GRPCBroker/StartStream``, ``Broker.dial`` waits (5 s
 by default) for the peer's announcement of an id and connects to it.
 Announcements nobody dials are dropped after 5 s. Closing the session stops
-every brokered server and closes every brokered channel.
+every brokered server and closes every brokered channel. In a multiplexed session
+nothing is announced: dialing knocks instead (``knock``), over yamux streams (``mux``).
 """
 
 from __future__ import annotations
@@ -32,13 +33,13 @@ from .._constants import (
     BROKER_SERVER_WORKERS,
     DEFAULT_CALL_TIMEOUT,
     DEFAULT_STOP_GRACE,
-    NETWORK_UNIX,
     SOCKET_DIR_PREFIX,
 )
 from .._errors import BrokerClosed, BrokerError, BrokerTimeout
 from .._protos.goplugin_pb2 import ConnInfo
 from .._transport.guard import check_call_timeout
 from .._transport.listener import Listener
+from .knock import KnockingBroker
 from .mux import MuxSession
 from .net import BrokeredChannel, BrokerNetwork
 
@@ -106,7 +107,7 @@ class BrokeredServer:
         return f"<BrokeredServer id {self.service_id} {self.network}:{self.address} {state}>"
 
 
-class Broker:
+class Broker(KnockingBroker):
     """go-plugin's GRPCBroker for one plugin session; thread-safe.
 
     Ids are plain ints (uint32 on the wire). The application carries them in its
@@ -259,14 +260,7 @@ class Broker:
 
     def receive(self, info: ConnInfo) -> None:
         """The peer announced ``info``: park it (a buffer of one per id) for a dialer."""
-        mux = self._mux
-        if mux is not None and info.HasField("knock") and info.knock.knock and not info.knock.ack:
-            error = mux.knocked(info.service_id)
-            knock = ConnInfo.Knock(knock=True, ack=True, error=error)
-            with self._cond:
-                if not self._closed:
-                    self._outgoing.append(ConnInfo(service_id=info.service_id, knock=knock))
-                    self._cond.notify_all()
+        if self._answer_knock(info):
             return
         now = self._clock()
         with self._cond:
@@ -357,59 +351,6 @@ class Broker:
                 del self._servers[server.service_id]
                 if self._mux is not None:
                     self._mux.unroute(server.service_id)
-
-    def _mux_dial(
-        self,
-        service_id: int,
-        network: BrokerNetwork,
-        timeout: float,
-        call_timeout: float | None,
-    ) -> BrokeredChannel:
-        """A channel whose every connection knocks for ``service_id``, then rides a
-        yamux stream. Lazy, as without multiplexing: a refused knock shows on the calls."""
-        assert self._mux is not None
-        relay = self._mux.dial_relay(service_id, lambda: self._knock(service_id, timeout))
-        info = ConnInfo(service_id=service_id, network=NETWORK_UNIX, address=relay.path)
-
-        def closed(channel: BrokeredChannel) -> None:
-            relay.close()
-            self._forget_channel(channel)
-
-        try:
-            channel = network.dial(info, self._bridge_directory, closed, call_timeout)
-        except BaseException:
-            relay.close()
-            raise
-        with self._cond:
-            if not self._closed:
-                self._channels.add(channel)
-                return channel
-        channel.close()
-        raise self._closed_error()
-
-    def _knock(self, service_id: int, timeout: float) -> None:
-        """Send a knock for ``service_id`` and wait for its acknowledgement."""
-        with self._knock_lock:
-            with self._cond:
-                if self._closed:
-                    raise self._closed_error()
-                self._parked.pop(service_id, None)  # a stale acknowledgement
-                knock = ConnInfo.Knock(knock=True)
-                self._outgoing.append(ConnInfo(service_id=service_id, knock=knock))
-                self._cond.notify_all()
-            try:
-                ack = self._claim(service_id, timeout)
-            except BrokerTimeout:
-                raise BrokerTimeout(
-                    f"timeout waiting for multiplexing knock handshake on id {service_id}",
-                    hint="the peer must serve this id (accept_and_serve) before it is dialed",
-                ) from None
-            if not (ack.knock.knock and ack.knock.ack) or ack.knock.error:
-                why = ack.knock.error or "no acknowledgement"
-                raise BrokerError(
-                    f"failed to knock for id {service_id}: {why}",
-                    hint="the peer must serve this id (accept_and_serve) before it is dialed",
-                )
 
     def _forget_channel(self, channel: BrokeredChannel) -> None:
         with self._cond:

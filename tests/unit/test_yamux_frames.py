@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pyvider_rpcplugin_sync._transport.yamux.frames import (
@@ -34,6 +34,7 @@ def frames(draw: st.DrawFn) -> Frame:
     return Frame(frame_type, flags, draw(uint32), draw(uint32))
 
 
+@settings(deadline=None)
 @given(st.lists(frames(), max_size=20), st.data())
 def test_frames_round_trip_however_the_bytes_are_split(
     items: list[Frame], data: st.DataObject
@@ -75,12 +76,14 @@ def test_only_data_frames_carry_a_payload() -> None:
         encode(FrameType.DATA, Flag.NONE, 1, 5, b"x")
 
 
+@settings(deadline=None)
 @given(st.binary(max_size=4000))
 def test_the_decoder_takes_any_bytes_without_crashing(data: bytes) -> None:
     with contextlib.suppress(YamuxProtocolError):
         FrameDecoder().feed(data)
 
 
+@settings(deadline=None)
 @given(st.lists(st.one_of(frames().map(Frame.encode), st.binary(max_size=64)), max_size=30))
 @pytest.mark.parametrize("client", [True, False])
 def test_a_session_fed_garbage_ends_with_a_go_away_or_goes_on(
