@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, Final
 
-# --- handshake (docs/protocol.md §2-6) --------------------------------------------
+# --- handshake (docs/protocol.md, sections 2-6) -------------------------------
 
 CORE_PROTOCOL_VERSION: Final = 1
 PROTOCOL_GRPC: Final = "grpc"
@@ -60,7 +60,7 @@ NO_PORT_SHARING: Final = (("grpc.so_reuseport", 0),)
 SOCKET_FILE_PREFIX: Final = "plugin"
 LOOPBACK_HOST: Final = "127.0.0.1"
 
-# --- gRPC services on the wire (docs/protocol.md §8) ------------------------------
+# --- gRPC services on the wire (docs/protocol.md, "The internal services") ----
 
 HEALTH_SERVICE_NAME: Final = "plugin"
 BROKER_SERVICE: Final = "plugin.GRPCBroker"
@@ -78,7 +78,7 @@ INTERNAL_SERVICES: Final = frozenset(
     }
 )
 
-# --- GRPCBroker (docs/protocol.md §12) --------------------------------------------
+# --- GRPCBroker (docs/protocol.md, "GRPCBroker") ------------------------------
 
 # go-plugin's Dial wait, and how long unclaimed connection info is kept.
 BROKER_DIAL_TIMEOUT: Final = 5.0
@@ -88,7 +88,7 @@ BROKER_SERVER_WORKERS: Final = 4
 # Broker ids are uint32 on the wire.
 BROKER_MAX_ID: Final = 2**32 - 1
 
-# --- plugin server sizing and timing -------------------------------------------
+# --- plugin server sizing and timing ------------------------------------------
 
 # Broker and stdio streams each hold a worker for a connection's lifetime.
 RESERVED_STREAM_WORKERS: Final = 2
@@ -106,7 +106,7 @@ STDIO_CHUNK_SIZE: Final = 1024
 STDIO_QUEUE_CHUNKS: Final = 1024
 STDIO_POLL_INTERVAL: Final = 0.25
 
-# --- host timeouts ---------------------------------------------------------------
+# --- host timeouts ------------------------------------------------------------
 
 DEFAULT_START_TIMEOUT: Final = 60.0
 DEFAULT_SHUTDOWN_GRACE: Final = 2.0
@@ -137,7 +137,7 @@ TLS_SERVER_NAME: Final = "localhost"
 HANDSHAKE_LINE_LIMIT: Final = 64 * 1024
 # After the plugin exits (or closes its pipes), how long its output may take to reach EOF.
 PIPE_EOF_GRACE: Final = 0.5
-# --- SharedPlugin --------------------------------------------------------------
+# --- SharedPlugin -------------------------------------------------------------
 
 # The first pause between start attempts; it doubles up to the maximum. A plugin that
 # ran at least the maximum before it died is restarted at once, on the next call.
@@ -153,7 +153,7 @@ START_WAIT_SLACK: Final = 5.0
 # The entry-point group under which installed packages register plugin commands.
 PLUGIN_ENTRY_POINT_GROUP: Final = "pyvider_rpcplugin_sync.plugins"
 
-# --- testing and tools -----------------------------------------------------------
+# --- testing and tools --------------------------------------------------------
 
 # How long the processes of a closed plugin's group get to disappear (zombies being
 # reaped by init) before the fixture counts them as leaked.
@@ -163,7 +163,7 @@ PROTOC_TIMEOUT: Final = 120.0
 # A reattached plugin is not our child: its pid is probed this often (go-plugin: 1 s).
 REATTACH_POLL_INTERVAL: Final = 1.0
 
-# --- message sizes (both sides) -------------------------------------------------------
+# --- message sizes (both sides) -----------------------------------------------
 
 # The largest message either side sends or accepts, unless ``max_message_size=`` says
 # otherwise: go-plugin's host value (math.MaxInt32, also gRPC's own ceiling) on both
@@ -187,7 +187,7 @@ def overrides_message_size(options: Sequence[tuple[str, Any]]) -> bool:
 
 UNLIMITED_MESSAGE_OPTIONS: Final = message_size_options(DEFAULT_MAX_MESSAGE_SIZE)
 
-# --- rate limiting (names shared with pyvider-rpcplugin) ---------------------------
+# --- rate limiting (names shared with pyvider-rpcplugin) ----------------------
 
 ENV_RATE_LIMIT_ENABLED: Final = "PLUGIN_RATE_LIMIT_ENABLED"
 ENV_RATE_LIMIT_REQUESTS_PER_SECOND: Final = "PLUGIN_RATE_LIMIT_REQUESTS_PER_SECOND"
@@ -197,7 +197,7 @@ DEFAULT_RATE_LIMIT_REQUESTS_PER_SECOND: Final = 100.0
 DENIAL_LOG_INTERVAL: Final = 1.0
 RATE_LIMIT_MODES: Final = ("wait", "fail")
 
-# --- supervision and portability -------------------------------------------------
+# --- supervision and portability ----------------------------------------------
 
 # "1": use the POSIX fallbacks even where Linux's pidfd, /proc and process_group
 # work (how CI proves that the library works without them, e.g. on macOS).

@@ -1,4 +1,6 @@
-"""GRPCBroker: extra gRPC connections between host and plugin, by id (docs/protocol.md §12).
+"""GRPCBroker: extra gRPC connections between host and plugin, by id.
+
+The wire is in docs/protocol.md, "GRPCBroker".
 
 One ``Broker`` per plugin session on each side (``plugin.broker`` on the
 host, the second argument of ``register(server, broker)`` in a plugin), with

@@ -1,4 +1,6 @@
-"""Where brokered servers listen and how brokered channels dial (docs/protocol.md §7, §12).
+"""Where brokered servers listen and how brokered channels dial.
+
+The wire is in docs/protocol.md, "AutoMTLS" and "GRPCBroker".
 
 A broker session is plaintext, or AutoMTLS with this side's identity and the
 peer's pinned certificate (the host's from ``PLUGIN_CLIENT_CERT``, the plugin's

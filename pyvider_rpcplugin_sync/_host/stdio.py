@@ -1,7 +1,7 @@
 """The host's view of a plugin's output, and the two streams it keeps open.
 
 - ``StderrLog``: each stderr line becomes a log record on the plugin's
-  logger, hclog JSON parsed leniently (docs/protocol.md §14), Python tracebacks and
+  logger, hclog JSON parsed leniently (docs/protocol.md, "stderr and hclog"), Python tracebacks and
   Go panics at ERROR; a line that arrives both on the stderr pipe and over
   ``StreamStdio`` (our plugins send plain stderr text both ways) is logged once;
 - ``StdioStream``: ``plugin.GRPCStdio/StreamStdio`` read in a daemon thread,

@@ -1,7 +1,8 @@
 """The plugin side: ``PluginServer`` (embeddable) and ``serve`` (the process driver).
 
-Start-up order follows go-plugin's server.go (docs/protocol.md §3): cookie,
-version, listener, services, then one handshake line on the real stdout.
+Start-up order follows go-plugin's server.go (docs/protocol.md, "Start-up checks in
+the plugin"): cookie, version, listener, services, then one handshake line on the
+real stdout.
 """
 
 from __future__ import annotations

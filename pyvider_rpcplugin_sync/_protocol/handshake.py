@@ -1,7 +1,7 @@
 """Pure handshake logic: the line's format and parse, version negotiation, environment.
 
 No I/O here: both drivers (host and plugin) call these functions, and the unit
-tests check them directly. Wire details: docs/protocol.md §2-6.
+tests check them directly. Wire details: docs/protocol.md, sections 2-6.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class HandshakeConfig:
 
 @dataclass(frozen=True)
 class HandshakeLine:
-    """The fields of the plugin's one stdout line (docs/protocol.md §6)."""
+    """The fields of the plugin's one stdout line (docs/protocol.md, "The handshake line")."""
 
     core_version: int
     app_version: int
@@ -195,7 +195,10 @@ def _parse_int(text: str, what: str) -> int:
 
 
 def _checked_address(network: str, address: str) -> str:
-    """The address as go-plugin's host reads it (docs/protocol.md §6), or HandshakeError."""
+    """The address as go-plugin's host reads it, or HandshakeError.
+
+    The rules are in docs/protocol.md, "The handshake line".
+    """
     if network == NETWORK_UNIX:
         problem = unix_path_problem(address)
         if problem is None:

@@ -1,6 +1,6 @@
 """hclog-compatible JSON log lines, the format a go-plugin host parses on stderr.
 
-docs/protocol.md §14: ``@level``, ``@message`` and ``@timestamp`` must be JSON
+docs/protocol.md, "stderr and hclog": ``@level``, ``@message`` and ``@timestamp`` must be JSON
 strings (another type crashes a Go host) and the timestamp needs exactly six
 fractional digits. The host side parses these lines back with ``parse_line``.
 """

@@ -1,4 +1,6 @@
-"""Reattach configurations: how to reach a plugin that is already running (docs/protocol.md §15).
+"""Reattach configurations: how to reach a plugin that is already running.
+
+The wire is in docs/protocol.md, "Reattach".
 
 Pure parsing, formatting and checks, no I/O. The JSON shape is go-plugin's
 ``ReattachConfig`` as Terraform serialises it in ``TF_REATTACH_PROVIDERS``::

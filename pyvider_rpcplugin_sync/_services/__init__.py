@@ -1,1 +1,4 @@
-"""go-plugin's internal gRPC services, one module each (docs/protocol.md §8)."""
+"""go-plugin's internal gRPC services, one module each.
+
+The wire is in docs/protocol.md, "The internal services".
+"""

@@ -1,4 +1,6 @@
-"""plugin.GRPCBroker/StartStream: the connection-info stream of a session (docs/protocol.md §12).
+"""plugin.GRPCBroker/StartStream: the connection-info stream of a session.
+
+The wire is in docs/protocol.md, "GRPCBroker".
 
 The host opens the stream right after connecting; connection info then flows
 both ways. What the peer sends is parked in the ``_broker.broker.Broker``;

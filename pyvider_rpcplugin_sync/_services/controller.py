@@ -1,4 +1,7 @@
-"""plugin.GRPCController: the host's graceful ``Shutdown`` (docs/protocol.md §10)."""
+"""plugin.GRPCController: the host's graceful ``Shutdown``.
+
+The wire is in docs/protocol.md, "GRPCController and the order of reply and GOAWAY".
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""plugin.GRPCStdio: forwards what the plugin writes after the handshake (docs/protocol.md §11).
+"""plugin.GRPCStdio: forwards what the plugin writes after the handshake.
+
+The wire is in docs/protocol.md, "GRPCStdio".
 
 After the handshake, file descriptor 1 is pointed at a pipe that a daemon
 thread drains into a bounded queue, so a chatty plugin (C code and child

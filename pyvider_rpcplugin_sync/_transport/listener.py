@@ -1,6 +1,6 @@
 """Where the plugin listens: a unix socket in a private dir, or TCP on loopback.
 
-docs/protocol.md §5: unix socket paths must fit in 107 bytes on Linux; TCP binds
+docs/protocol.md, "The listener": unix socket paths must fit in 107 bytes on Linux; TCP binds
 127.0.0.1 trying ports in order within PLUGIN_MIN_PORT..PLUGIN_MAX_PORT.
 """
 

@@ -2,7 +2,7 @@
 
     grpcio channel -> BridgeClient -> TLS (P-521 host certificate) -> BridgeServer -> grpcio server
 
-PyPI grpcio cannot present or verify P-521 itself (docs/protocol.md §7); the bridges do
+PyPI grpcio cannot present or verify P-521 itself (docs/protocol.md, "AutoMTLS"); the bridges do
 it with Python's ``ssl``. Also one bridge alone: native grpcio TLS (P-384) -> BridgeServer.
 """
 

@@ -289,7 +289,8 @@ def test_go_host_python_plugin_no_common_version(kvhost: KVHost) -> None:
     run = kvhost.run("check", plugin=PYTHON_KV_PLUGIN, env={"KV_VERSIONS": "2,3"})
     r = run.expect_start_failure()
     # Either the plugin answers its lowest version and the host rejects it
-    # (docs/protocol.md §3), or the plugin refuses with a message and exits non-zero.
+    # (docs/protocol.md, "Start-up checks in the plugin"), or the plugin refuses with a
+    # message and exits non-zero.
     assert re.search(r"Incompatible API version", r["error"], re.I) or (
         START_FAILURE.search(r["error"]) and "version" in run.stderr.lower()
     ), run.describe()

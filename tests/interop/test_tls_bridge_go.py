@@ -4,7 +4,7 @@ Python through BridgeClient: grpcio -> BridgeClient -> TLS 1.3 (plugin cert P-52
 The plugin is started by hand the way a host does it (cookie, versions,
 ``PLUGIN_CLIENT_CERT``); its handshake line is parsed with the library's parser and
 its certificate taken from field 6. PyPI grpcio cannot verify or present P-521, which
-is why the bridge exists (docs/protocol.md §7). Go host -> Python plugin through
+is why the bridge exists (docs/protocol.md, "AutoMTLS"). Go host -> Python plugin through
 BridgeServer needs the plugin-server integration and is tested there.
 """
 

@@ -1,4 +1,4 @@
-"""TLS bridge for peers whose certificate is P-521 (docs/protocol.md §7, docs/tls.md).
+"""TLS bridge for peers whose certificate is P-521 (docs/protocol.md, "AutoMTLS", docs/tls.md).
 
 PyPI grpcio's BoringSSL cannot do TLS 1.3 with a P-521 key on either side, and every
 Go go-plugin peer uses P-521 AutoMTLS certificates. A bridge terminates TLS with

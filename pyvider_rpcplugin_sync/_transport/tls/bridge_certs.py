@@ -1,7 +1,7 @@
 """Certificates as a Go peer makes them (go-plugin's mtls.go), for tests and benchmarks.
 
 Our own identities are P-256 (``certs.generate_identity``). A Go host or plugin uses
-ECDSA P-521 signed with SHA-512, valid for about 30 years (docs/protocol.md §7); this
+ECDSA P-521 signed with SHA-512, valid for about 30 years (docs/protocol.md, "AutoMTLS"); this
 stands in for one without Go.
 """
 

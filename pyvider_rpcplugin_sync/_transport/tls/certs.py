@@ -1,4 +1,4 @@
-"""AutoMTLS certificates and grpcio credentials (docs/protocol.md §7).
+"""AutoMTLS certificates and grpcio credentials (docs/protocol.md, "AutoMTLS").
 
 Certificates follow go-plugin's profile (mtls.go) but with ECDSA P-256:
 PyPI grpcio's BoringSSL cannot handshake with P-521 keys. ``cryptography`` is

@@ -3,7 +3,7 @@
 For what the real go-plugin 1.8.0 and 1.6.0 hosts of ``tests/interop/go18`` cannot be
 made to do (see the package docstring), this class does, step by step, what
 ``Client.Start``, ``Client.Client``, ``GRPCClient.Ping`` and ``Client.Kill`` do
-(docs/protocol.md §2-13):
+(docs/protocol.md, sections 2-13):
 
 - environment: ``cmd.Env``, then the host's environment, then the plugin variables
   (Go keeps the *last* duplicate): cookie, ``PLUGIN_MIN_PORT``/``MAX_PORT``

@@ -1,4 +1,6 @@
-"""The bytes on the wire, decoded by hand from docs/protocol.md §8 (not from our ``_protos``).
+"""The bytes on the wire, decoded by hand from docs/protocol.md, "The internal services".
+
+Not from our ``_protos``.
 
 The fake host deliberately does not reuse the library's generated messages for the
 go-plugin internal services: if our ``.proto`` copies had a wrong field number, a
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-# Method paths a newest go-plugin host calls (docs/protocol.md §8).
+# Method paths a newest go-plugin host calls (docs/protocol.md, "The internal services").
 START_STREAM = "/plugin.GRPCBroker/StartStream"
 STREAM_STDIO = "/plugin.GRPCStdio/StreamStdio"
 SHUTDOWN = "/plugin.GRPCController/Shutdown"
