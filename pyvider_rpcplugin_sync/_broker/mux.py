@@ -1,5 +1,5 @@
 """The multiplexed broker (go-plugin >= 1.6, ``PLUGIN_MULTIPLEX_GRPC``): every gRPC
-connection of a session is a yamux stream over one socket (docs/protocol.md §12).
+connection of a session is a yamux stream over one socket (the wire: docs/multiplexing.md).
 
 A ``MuxSession`` owns the yamux connection and decides where each stream goes. A knock
 for a brokered id (``knocked``) queues that id: the next stream the peer opens is
