@@ -34,9 +34,11 @@ CONNECT_TIMEOUT = 5.0
 
 class MuxSession:
     """Routing of one multiplexed session's streams; thread-safe. ``main_target``: the
-    socket of the main gRPC server (plugin side), or None (host side)."""
+    socket of the main gRPC server (plugin side), or None (host side). ``directory``: the
+    session's private socket directory, where its dial sockets go (whoever made it removes
+    it, even after this process was killed); None: a private directory of its own."""
 
-    def __init__(self, main_target: str | None) -> None:
+    def __init__(self, main_target: str | None, directory: str | None = None) -> None:
         self._main_target = main_target
         self._lock = threading.Lock()
         self._routes: dict[int, str] = {}
@@ -45,7 +47,8 @@ class MuxSession:
         self._dialers: set[DialRelay] = set()
         self._conn: YamuxConnection | None = None
         self._acceptor: threading.Thread | None = None
-        self._dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)  # 0700: dial relays
+        self._owns_dir = directory is None
+        self._dir = directory or tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)  # 0700
         self._closed = False
 
     @property
@@ -54,7 +57,7 @@ class MuxSession:
 
     @property
     def private_dir(self) -> str:
-        """A 0700 directory of this session's own, removed on close."""
+        """Where this session's own sockets go (removed on close)."""
         return self._dir
 
     def start(self, conn: YamuxConnection) -> None:
@@ -113,7 +116,8 @@ class MuxSession:
             relay.close()
         if self._acceptor is not None:
             self._acceptor.join(CONNECT_TIMEOUT)
-        shutil.rmtree(self._dir, ignore_errors=True)
+        if self._owns_dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     # -- internals
 

@@ -40,8 +40,11 @@ def check_multiplex(line: HandshakeLine | None) -> None:
         )
 
 
-def connect_mux(network: str, address: str, timeout: float) -> MuxSession:
-    """Dial the plugin once and start the yamux client on that connection."""
+def connect_mux(
+    network: str, address: str, timeout: float, directory: str | None = None
+) -> MuxSession:
+    """Dial the plugin once and start the yamux client on that connection; its sockets go
+    in ``directory`` (the session's socket directory) when there is one."""
     try:
         family, sockaddr = parse_sockaddr(network, address)
     except ValueError as exc:
@@ -58,6 +61,6 @@ def connect_mux(network: str, address: str, timeout: float) -> MuxSession:
             f"could not connect to the plugin at {network}:{address}: {exc}",
             hint="is the plugin listening on the address it printed?",
         ) from None
-    session = MuxSession(main_target=None)
+    session = MuxSession(main_target=None, directory=directory)
     session.start(YamuxConnection(sock, client=True, name="mux-host"))
     return session

@@ -1,6 +1,7 @@
 """The plugin's side of a multiplexed session: one public socket the host dials exactly
-once, a yamux server session on that connection, and a private (0700) directory where
-the main gRPC server and every brokered server listen for the relayed streams."""
+once, a yamux server session on that connection, and the sockets where the main gRPC
+server and every brokered server listen for the relayed streams: beside the public one
+in the session's socket directory (over TCP, in a private 0700 directory of their own)."""
 
 from __future__ import annotations
 
@@ -34,13 +35,15 @@ class MuxServing:
     """Binds the public socket now; ``start`` serves the host's one connection."""
 
     def __init__(self, transport: str, environ: Mapping[str, str]) -> None:
-        self.backend_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
         self._owned_dir: str | None = None
+        self.backend_dir = ""
+        self.network = transport
         try:
             if transport == NETWORK_TCP:
                 self._public = listen_tcp_in_range(*port_range(environ), host=LOOPBACK_HOST)
                 host, port = self._public.getsockname()[:2]
                 self.network, self.address = NETWORK_TCP, f"{host}:{port}"
+                self.backend_dir = tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX)
             else:
                 directory, self._owned_dir = _socket_directory(environ)
                 self.address = socket_path(directory)
@@ -49,6 +52,9 @@ class MuxServing:
                 group = environ.get(ENV_UNIX_SOCKET_GROUP)
                 if group:
                     share_with_group(self.address, group)
+                # The servers' sockets go beside the public one: that directory is the
+                # session's, private (or the host's), and removed by whoever made it.
+                self.backend_dir = directory
         except BaseException:
             self._remove_dirs()
             raise
@@ -64,7 +70,7 @@ class MuxServing:
 
     def start(self, main_target: str) -> MuxSession:
         """Route streams nobody knocked for to ``main_target``; accept in the background."""
-        self.session = MuxSession(main_target)
+        self.session = MuxSession(main_target, self.backend_dir)
         self._thread = threading.Thread(target=self._accept, name="mux-listen", daemon=True)
         self._thread.start()
         return self.session
@@ -90,7 +96,8 @@ class MuxServing:
                 os.unlink(self.address)
 
     def _remove_dirs(self) -> None:
-        shutil.rmtree(self.backend_dir, ignore_errors=True)
+        if self.network == NETWORK_TCP and self.backend_dir:
+            shutil.rmtree(self.backend_dir, ignore_errors=True)
         if self._owned_dir is not None:
             shutil.rmtree(self._owned_dir, ignore_errors=True)
 

@@ -228,7 +228,7 @@ def open_session(
         from .._broker.mux_host import check_multiplex, connect_mux
 
         check_multiplex(launched.line)
-        mux = res.mux = connect_mux(network, address, step)
+        mux = res.mux = connect_mux(network, address, step, res.socket_dir)
         # The main connection is the first stream, sent without a knock.
         network, address = NETWORK_UNIX, mux.dial_relay(None, lambda: None).path
     connection = res.connection = dial(
