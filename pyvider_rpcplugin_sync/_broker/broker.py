@@ -216,6 +216,19 @@ class Broker(KnockingBroker):
         channel.close()
         raise self._closed_error()
 
+    def drain(self, timeout: float) -> int:
+        """Refuse new calls on the channels this side dialed, and wait up to ``timeout``
+        seconds for their calls in flight (a session's ``close()`` does this before
+        ``close``); how many still run."""
+        with self._cond:
+            channels = list(self._channels)
+        for channel in channels:
+            channel.gate.close()
+        deadline = time.monotonic() + timeout
+        return sum(
+            channel.gate.drain(max(0.0, deadline - time.monotonic())) for channel in channels
+        )
+
     def close(self) -> None:
         """End the session: stop brokered servers, close channels and the stream. Idempotent."""
         with self._cond:

@@ -30,7 +30,7 @@ from .._constants import (
 from .._errors import PluginClosed, RPCPluginError
 from .._protocol.handshake import HandshakeLine
 from .._protocol.reattach import ReattachConfig
-from .._services.health import check_serving, health_check
+from .._services.health import HEALTH_CHECK, check_serving, health_check
 from .._transport.gate import CallGate
 from .._transport.guard import GuardedChannel, Translate
 from .at_exit import close_at_exit, forget
@@ -283,7 +283,10 @@ class PluginProcess:
         if connection is None or not self._life.usable:
             raise self._life.refusal("ping")
         try:
-            response = health_check(connection.channel, timeout)
+            if self._config.metrics is None:
+                response = health_check(connection.channel, timeout)
+            else:  # the library's own call, visible in the application's metrics
+                response = _measured_ping(self._config, connection.channel, timeout)
         except grpc.RpcError as exc:
             if self._gone(exc):
                 raise self._life.refusal("ping") from None
@@ -330,14 +333,15 @@ class PluginProcess:
 
     # --- close -------------------------------------------------------------------------
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, grace: float | None = None) -> None:
         """Shut the plugin down: refuse new calls, wait up to ``drain_timeout`` for the
-        calls in flight, then Shutdown, ``timeout`` (default ``shutdown_grace``) to exit,
-        SIGTERM, SIGKILL; then reap, close the channel, join threads, remove the temp dir.
+        calls in flight, then Shutdown, ``grace`` seconds (default ``shutdown_grace``) to
+        exit, SIGTERM, SIGKILL; then reap, close the channel, join threads, remove the
+        temp dir. ``grace`` is the word for it on both sides (``PluginServer.stop(grace)``).
 
         Idempotent and thread-safe; never raises for a plugin that misbehaves on the way out.
         """
-        grace = self._config.shutdown_grace if timeout is None else timeout
+        grace = self._config.shutdown_grace if grace is None else grace
         with self._lock:
             if self._life.stage in (Stage.CLOSED, Stage.ABANDONED):
                 return
@@ -359,13 +363,19 @@ class PluginProcess:
             notifier.join(READER_JOIN_TIMEOUT)
 
     def _drain(self) -> None:
-        """Wait up to ``drain_timeout`` for the application's calls in flight; then the
-        stage moves on, and the calls still running are cut (``PluginClosing``)."""
+        """Wait up to ``drain_timeout`` for the application's calls in flight, then for
+        those on the brokered channels this host dialed (refused from then on), within
+        the same period; then the stage moves on, and the calls still running are cut
+        (``PluginClosing``; ``BrokerClosed`` on a brokered channel)."""
         name, period = self.logger.name, self._config.drain_timeout
+        ends = time.monotonic() + period
         if running := self._gate.in_flight():
             logger.debug("plugin %s: draining %d call(s) for up to %g s", name, running, period)
             if left := self._gate.drain(period):
                 logger.warning("plugin %s: cutting %d call(s) after the drain", name, left)
+        broker = self._res.broker
+        if broker is not None and (left := broker.drain(max(0.0, ends - time.monotonic()))):
+            logger.warning("plugin %s: cutting %d brokered call(s) after the drain", name, left)
         self._life.advance(Event.SHUTDOWN)
 
     def abandon(self) -> None:
@@ -410,3 +420,10 @@ class PluginProcess:
     def __repr__(self) -> str:
         what = self._argv[0] if self._argv else f"reattach {self.address}"
         return f"<PluginProcess {what!r} pid={self.pid} {self._life.stage.value}>"
+
+
+def _measured_ping(config: HostConfig, channel: grpc.Channel, timeout: float) -> Any:
+    from .._metrics.client import measured
+
+    assert config.metrics is not None
+    return measured(config.metrics, HEALTH_CHECK, lambda: health_check(channel, timeout))

@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -51,6 +51,9 @@ from .._services.health import add_health_service
 from .._services.stdio import StdioQueue, stdio_handler
 from .._transport.dial import SessionSecurity
 from .._transport.listener import Listener, bind, bind_bridged, choose_transport
+
+if TYPE_CHECKING:
+    from .._metrics.hook import CallMetrics
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.server")
 
@@ -111,6 +114,9 @@ class PluginServer:
         rate_limit_per_method: ``{"/pkg.Service/Method": TokenBucket}``: those methods
             use their own bucket instead of ``rate_limit``.
         interceptors: grpc server interceptors, after the rate limiter.
+        metrics: a ``CallMetrics`` hook (``CallStats``, or one of your own) told of each
+            application call and health check: method, final status, seconds; none by
+            default (nothing on the call path). Outermost: it sees rate-limit denials.
         options: extra grpc server options; message size keys given here replace
             ``max_message_size``.
         max_message_size: the largest message, in bytes, received or sent; default
@@ -131,6 +137,7 @@ class PluginServer:
         rate_limit: TokenBucket | None = None,
         rate_limit_per_method: Mapping[str, TokenBucket] | None = None,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
+        metrics: CallMetrics | None = None,
         options: Sequence[tuple[str, Any]] = (),
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
@@ -146,6 +153,7 @@ class PluginServer:
         self._tls = tls
         self._reflection = reflection
         self._interceptors = (
+            *_metrics_interceptors(metrics),
             *_rate_limit_interceptors(rate_limit, rate_limit_per_method, self._environ),
             *interceptors,
         )
@@ -421,3 +429,13 @@ def _takes_broker(registrar: Registrar) -> bool:
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     positional = [p for p in parameters if p.kind in kinds]
     return len(positional) >= 2
+
+
+def _metrics_interceptors(metrics: CallMetrics | None) -> tuple[grpc.ServerInterceptor, ...]:
+    if metrics is None:
+        return ()
+    from .._metrics.hook import check_metrics
+    from .._metrics.server import MetricsServerInterceptor
+
+    check_metrics(metrics)
+    return (MetricsServerInterceptor(metrics),)

@@ -23,10 +23,13 @@ def add_health_service(server: grpc.Server) -> health.HealthServicer:
     return servicer
 
 
+HEALTH_CHECK = f"/{HEALTH_SERVICE}/Check"
+
+
 def health_check(channel: grpc.Channel, timeout: float) -> Any:
     """``grpc.health.v1.Health/Check`` of service "plugin"; raises ``grpc.RpcError``."""
     check = channel.unary_unary(
-        f"/{HEALTH_SERVICE}/Check",
+        HEALTH_CHECK,
         request_serializer=health_pb2.HealthCheckRequest.SerializeToString,
         response_deserializer=health_pb2.HealthCheckResponse.FromString,
     )
