@@ -28,7 +28,6 @@ from .._constants import (
     overrides_message_size,
 )
 from .._protocol.handshake import HandshakeLine
-from .._protos.goplugin_pb2 import Empty
 from .runner import Child, PidWatch
 from .stdio import StdioStream
 from .supervisor import release_directory, release_socket, watch_socket
@@ -251,6 +250,8 @@ def intercepted(channel: grpc.Channel, interceptors: Sequence[Any]) -> grpc.Chan
 
 def request_shutdown(channel: grpc.Channel, name: str) -> bool:
     """``plugin.GRPCController/Shutdown``; True when the plugin accepted it."""
+    from .._protos.goplugin_pb2 import Empty  # protobuf on first use, not at import
+
     shutdown = channel.unary_unary(
         f"/{CONTROLLER_SERVICE}/Shutdown",
         request_serializer=Empty.SerializeToString,

@@ -29,7 +29,6 @@ from .._constants import (
 )
 from .._errors import PluginClosed, RPCPluginError
 from .._protocol.handshake import HandshakeLine
-from .._protocol.reattach import ReattachConfig
 from .._services.health import HEALTH_CHECK, check_serving, health_check
 from .._transport.gate import CallGate
 from .._transport.guard import GuardedChannel, Translate
@@ -43,6 +42,7 @@ from .stdio import StderrLog, plugin_logger_name
 
 if TYPE_CHECKING:
     from .._broker.broker import Broker
+    from .._protocol.reattach import ReattachConfig
     from .._transport.dial import SessionSecurity
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
@@ -323,6 +323,8 @@ class PluginProcess:
             return self._reattach
         if self.network is None or self.address is None:
             raise self._life.refusal("reattach_config")
+        from .._protocol.reattach import ReattachConfig  # most hosts never reattach
+
         return ReattachConfig(
             network=self.network,
             address=self.address,
