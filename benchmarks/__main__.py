@@ -48,10 +48,11 @@ BENCHES: dict[str, tuple[str, str]] = {
     "tls": ("_external", "run_tls_bridge"),
     "bucket": ("_external", "run_bucket"),
     "broker": ("bench_broker", "run"),
+    "mux": ("bench_mux", "run"),
 }
 PYVIDER_BENCHES = frozenset({"unary", "stream", "cycle", "rss"})
 # Not in --quick (no budget to guard): run them with --only.
-QUICK_SKIPS = frozenset({"rss", "broker"})
+QUICK_SKIPS = frozenset({"rss", "broker", "mux"})
 # Benchmarks whose failure is reported as n/a, not as an error (not ours to fix here).
 EXTERNAL = frozenset({"tls"})
 

@@ -288,6 +288,8 @@ IMPORT_BUDGET = Budget("<= +10 ms", "max", 10.0, 40.0)
 TLS_BRIDGE_BUDGET = Budget(">= 0.90x", "min", 0.90, 0.60)
 TLS_BRIDGE_BIG_BUDGET = Budget(">= 0.80x", "min", 0.80, 0.40)
 BUCKET_BUDGET = Budget("<= 2 us", "max", 2000.0, 6000.0)
+# The multiplexed broker against direct connections (issue 21's budget).
+MUX_BUDGET = Budget(">= 0.85x", "min", 0.85, 0.60)
 
 
 # --- rows --------------------------------------------------------------------------------

@@ -32,6 +32,11 @@ class ProtocolVersionError(HandshakeError):
     """Host and plugin share no protocol version (core or application)."""
 
 
+class MultiplexNotSupported(HandshakeError):
+    """The host asked for a multiplexed broker (``multiplex=True``) and the plugin's
+    handshake line does not say it multiplexes (field 7 missing or false)."""
+
+
 class _ProcessFailure(RPCPluginError):
     """An error about the plugin process, carrying its exit code and stderr tail."""
 

@@ -34,6 +34,7 @@ from .supervisor import release_directory, release_socket, watch_socket
 
 if TYPE_CHECKING:
     from .._broker.broker import Broker
+    from .._broker.mux import MuxSession
     from .._protocol.reattach import ReattachConfig
     from .._ratelimit.bucket import TokenBucket
     from .._transport.dial import Connection
@@ -57,6 +58,7 @@ class HostResources:
         self.connection: Connection | None = None  # the channel, and its TLS bridge
         self.broker: Broker | None = None  # closing it also ends its StartStream
         self.stdio: StdioStream | None = None
+        self.mux: MuxSession | None = None  # a multiplexed session's yamux connection
         self.socket_dir: str | None = None
         # The plugin's unix socket when it is not in socket_dir (go-plugin < 1.5
         # ignores PLUGIN_UNIX_SOCKET_DIR and uses its TMPDIR).
@@ -133,6 +135,9 @@ class HostResources:
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+        if self.mux is not None:
+            self.mux.close()  # the one multiplexed connection, its relays
+            self.mux = None
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
             release_directory(self.socket_dir)

@@ -142,6 +142,10 @@ class HostConfig:
         metrics: a ``CallMetrics`` hook (``CallStats``, or one of your own) told of each
             application call and each ``ping()``: method, final status, seconds; none
             by default (nothing on the call path).
+        multiplex: go-plugin 1.6's multiplexed broker (``PLUGIN_MULTIPLEX_GRPC``): the
+            host dials the plugin once and the main connection and every brokered one
+            are yamux streams over it; ``MultiplexNotSupported`` when the plugin cannot.
+            Not with ``PluginProcess.reattach``.
     """
 
     handshake: HandshakeConfig = field(default_factory=HandshakeConfig)
@@ -174,6 +178,7 @@ class HostConfig:
     retry: RetryPolicy | None = None
     circuit_breaker: CircuitBreaker | None = None
     metrics: CallMetrics | None = None
+    multiplex: bool = False
     # Derived once from the fields above (never given).
     _limiter: ClientInterceptor | None = field(init=False, repr=False, default=None)
     _grpc_options: tuple[tuple[str, Any], ...] = field(init=False, repr=False, default=())

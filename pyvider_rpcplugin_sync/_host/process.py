@@ -92,6 +92,9 @@ class PluginProcess:
         the process: this host did not start it.
         """
         host = HostConfig.of(host_config, options)
+        if host.multiplex:
+            # As go-plugin: the multiplexed connection is set up at the handshake.
+            raise ValueError("multiplex=True cannot be combined with reattach")
         name = f"pyvider_rpcplugin_sync.plugin.reattached_{config.pid or 0}"
         return cls._started_by(Reattach(config, credentials), host, name)
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from .._broker.broker import Broker
+from .._broker.mux_serve import MuxServing, multiplex_requested
 from .._broker.net import BrokerNetwork
 from .._constants import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -164,6 +165,7 @@ class PluginServer:
         self._server: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
+        self._mux: MuxServing | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._stop_requested = False
@@ -220,12 +222,26 @@ class PluginServer:
                 interceptors=self._interceptors,
                 options=self._options,
             )
+            # Multiplexed (the host set PLUGIN_MULTIPLEX_GRPC true): gRPC listens privately
+            # and the host's one connection to the public socket carries every stream.
+            asked = self._environ.get(ENV_MULTIPLEX_GRPC)
+            mux = MuxServing(self._transport, self._environ) if multiplex_requested(asked) else None
+            transport = NETWORK_UNIX if mux else self._transport
+            environ = mux.backend_environ(self._environ) if mux else self._environ
             cert_field, security = "", None
-            if client_cert:
-                listener, cert_field, security = self._bind_tls(server, client_cert)
-            else:
-                listener = bind(server, self._transport, self._environ)
-            self.broker.attach(self._broker_network(listener, security))
+            try:
+                if client_cert:
+                    listener, cert_field, security = self._bind_tls(
+                        server, client_cert, transport, environ
+                    )
+                else:
+                    listener = bind(server, transport, environ)
+            except BaseException:
+                if mux is not None:
+                    mux.close()
+                raise
+            session = mux.start(listener.address) if mux else None
+            self.broker.attach(self._broker_network(listener, security), mux=session)
             try:
                 self._register(server, version)
                 server.start()
@@ -235,17 +251,19 @@ class PluginServer:
                 self.broker.close()
                 server.stop(None)
                 listener.remove()
+                if mux is not None:
+                    mux.close()
                 raise
-            self._server, self._listener = server, listener
+            self._server, self._listener, self._mux = server, listener, mux
             self.negotiated_version = version
             self.handshake_line = HandshakeLine(
                 core_version=1,
                 app_version=version,
-                network=listener.network,
-                address=listener.address,
+                network=mux.network if mux else listener.network,
+                address=mux.address if mux else listener.address,
                 server_cert=cert_field,
-                # Field 7 only for hosts that asked; we never multiplex.
-                multiplex=False if self._environ.get(ENV_MULTIPLEX_GRPC) else None,
+                # Field 7 only for hosts that asked.
+                multiplex=(mux is not None) if asked else None,
             )
             logger.debug(
                 "plugin address", extra={"address": listener.address, "network": listener.network}
@@ -253,7 +271,7 @@ class PluginServer:
             return self.handshake_line
 
     def _bind_tls(
-        self, server: grpc.Server, client_cert: str
+        self, server: grpc.Server, client_cert: str, transport: str, environ: Mapping[str, str]
     ) -> tuple[Listener, str, SessionSecurity]:
         """AutoMTLS: bind with a fresh certificate; return the listener, field 6, the identities.
 
@@ -273,10 +291,10 @@ class PluginServer:
         identity = generate_identity()
         if needs_bridge(host_cert):
             context = server_ssl_context(identity, host_cert)
-            listener = bind_bridged(server, self._transport, self._environ, context)
+            listener = bind_bridged(server, transport, environ, context)
         else:
             credentials = plugin_server_credentials(host_cert, identity)
-            listener = bind(server, self._transport, self._environ, credentials)
+            listener = bind(server, transport, environ, credentials)
         security = SessionSecurity(identity, host_cert)
         return listener, encode_cert_field(identity.cert_der), security
 
@@ -284,7 +302,7 @@ class PluginServer:
         self, listener: Listener, security: SessionSecurity | None
     ) -> BrokerNetwork:
         """Brokered servers listen like the main one: same transport, same socket directory."""
-        environ = dict(self._environ)
+        environ = dict(self._mux.backend_environ(self._environ) if self._mux else self._environ)
         if listener.network == NETWORK_UNIX:
             environ[ENV_UNIX_SOCKET_DIR] = os.path.dirname(listener.address)
         return BrokerNetwork(listener.network, environ, security)
@@ -352,6 +370,8 @@ class PluginServer:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if listener is not None:
             listener.remove()
+        if self._mux is not None:
+            self._mux.close()
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
