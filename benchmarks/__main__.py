@@ -9,12 +9,13 @@ Writes ``<out>/latest.json`` (every sample summary, the machine, the verdicts),
 ``<out>/latest.png`` (the ratios). ``--out`` defaults to ``benchmarks/results``.
 
 Exit status with ``--quick``: 1 when a score is grossly past its budget
-(docs/performance.md: a ratio under 0.85 where the budget is 0.97 or 0.95, under 0.6 for the TLS
-bridge's 0.8 (its blocks are the noisiest), a cycle over 1.4x for 1.15x, an import
-over +40 ms, a token bucket over 6 us) in the first run *and* in an immediate re-run
-of that benchmark, or when one of our benchmarks fails; 0 otherwise. Plain budget
-misses are reported, never fatal: the machine is shared and drifts. A full run reports gross results
-the same way but exits 1 only when a benchmark fails.
+(docs/performance.md: a ratio under 0.85 where the budget is 0.97 or 0.95, under 0.6
+for the TLS bridge's 0.9 and under 0.4 for its 1 MiB 0.8 (its blocks are the noisiest),
+a cycle over 1.4x for 1.10x, an import over +40 ms, a token bucket over 6 us) in the
+first run *and* in an immediate re-run of that benchmark, or when one of our benchmarks
+fails; 0 otherwise. Plain budget misses are reported, never fatal: the machine is shared
+and drifts. A full run reports gross results the same way but exits 1 only when a
+benchmark fails.
 """
 
 from __future__ import annotations
@@ -47,10 +48,11 @@ BENCHES: dict[str, tuple[str, str]] = {
     "tls": ("_external", "run_tls_bridge"),
     "bucket": ("_external", "run_bucket"),
     "broker": ("bench_broker", "run"),
+    "mux": ("bench_mux", "run"),
 }
 PYVIDER_BENCHES = frozenset({"unary", "stream", "cycle", "rss"})
 # Not in --quick (no budget to guard): run them with --only.
-QUICK_SKIPS = frozenset({"rss", "broker"})
+QUICK_SKIPS = frozenset({"rss", "broker", "mux"})
 # Benchmarks whose failure is reported as n/a, not as an error (not ours to fix here).
 EXTERNAL = frozenset({"tls"})
 

@@ -1,8 +1,8 @@
 """Rows from the benchmarks other modules own: the TLS bridge and the token bucket.
 
 - TLS bridge: runs ``python -m benchmarks.bench_tls`` (native grpcio mTLS vs the
-  ``ssl`` bridge with P-521 peers) and reads its 64-byte table and budget line. If
-  it is missing, fails, or prints something else, the row says n/a and why.
+  ``ssl`` bridge with P-521 peers) and reads its 64-byte and 1 MiB tables and budget
+  line. If it is missing, fails, or prints something else, the rows say n/a and why.
 - Token bucket: ``TokenBucket.try_acquire`` uncontended, timed as
   ``bench_ratelimit.py`` does (several timed loops, median), granted and refused.
 """
@@ -16,7 +16,16 @@ import threading
 import time
 from collections.abc import Callable
 
-from ._common import BUCKET_BUDGET, TLS_BRIDGE_BUDGET, Row, Settings, Stat, na_row
+from ._common import (
+    BUCKET_BUDGET,
+    TLS_BRIDGE_BIG_BUDGET,
+    TLS_BRIDGE_BUDGET,
+    Budget,
+    Row,
+    Settings,
+    Stat,
+    na_row,
+)
 from ._targets import HERE, ROOT, PyviderWorker, clean_environ
 
 TLS_KEY, TLS_TITLE = "tls_bridge", "TLS bridge (P-521) vs grpcio mTLS, 64 B"
@@ -33,35 +42,76 @@ def _number(text: str) -> float:
     return float(text.replace(",", ""))
 
 
-def parse_tls_output(text: str) -> Row:
-    """The 64-byte section of bench_tls's output as a row (n/a when it cannot be read)."""
-    variants: dict[str, dict[str, float]] = {}
+# (key, title, variant, size section, budget): the two budget rows measure two bridges
+# (our host and our plugin, both P-521); a deployment has one, with a Go peer on the other
+# side, which the one-bridge rows measure (no budget).
+TLS_ROWS: tuple[tuple[str, str, str, str, Budget | None], ...] = (
+    (TLS_KEY, TLS_TITLE, "bridged", "64", TLS_BRIDGE_BUDGET),
+    (
+        "tls_bridge_1mib",
+        "TLS bridge (P-521) vs grpcio mTLS, 1 MiB",
+        "bridged",
+        "1M",
+        TLS_BRIDGE_BIG_BUDGET,
+    ),
+    ("tls_plugin_bridge", "one bridge, plugin side, 64 B", "srv-bridge", "64", None),
+    ("tls_plugin_bridge_1mib", "one bridge, plugin side, 1 MiB", "srv-bridge", "1M", None),
+    ("tls_host_bridge", "one bridge, host side, 64 B", "cli-bridge", "64", None),
+    ("tls_host_bridge_1mib", "one bridge, host side, 1 MiB", "cli-bridge", "1M", None),
+)
+_TLS_NOTES = {
+    "bridged": "from benchmarks/bench_tls.py: ours = host and plugin bridges (P-521 both "
+    "sides), raw = native grpcio mTLS (P-256)",
+    "srv-bridge": "grpcio mTLS client (P-384, as a Go host) -> BridgeServer -> grpcio",
+    "cli-bridge": "grpcio -> BridgeClient -> grpcio mTLS server (P-384, as a Go plugin)",
+}
+
+
+def _tls_sections(text: str) -> dict[str, dict[str, dict[str, float]]]:
+    """variant -> its numbers, per payload section ("64" and "1M") of bench_tls's output."""
+    sections: dict[str, dict[str, dict[str, float]]] = {"64": {}, "1M": {}}
+    current = sections["64"]
     for line in text.splitlines():
         if line.strip().startswith("1 MiB"):
-            break  # only the 64-byte section
+            current = sections["1M"]
+            continue
         match = _TLS_LINE.match(line)
         if match:
-            variants[match["name"]] = {
+            current[match["name"]] = {
                 k: _number(v) for k, v in match.groupdict().items() if k != "name"
             }
-    bridged, native = variants.get("bridged"), variants.get("native")
+    return sections
+
+
+def parse_tls_rows(text: str) -> list[Row]:
+    """Every bridge row of bench_tls's output (n/a rows where it cannot be read)."""
+    sections = _tls_sections(text)
     budget_line = _TLS_BUDGET_LINE.search(text)
-    if bridged is None or native is None:
-        return na_row(
-            TLS_KEY,
-            TLS_TITLE,
-            "calls/s",
-            "bench_tls printed no bridged/native rows",
-            TLS_BRIDGE_BUDGET,
-        )
-    row = Row(TLS_KEY, TLS_TITLE, "calls/s", budget=TLS_BRIDGE_BUDGET)
-    row.ours = Stat(bridged["median"], bridged["low"], bridged["high"], 0)
-    row.raw = Stat(native["median"], native["low"], native["high"], 0)
-    row.score = Stat(bridged["rmed"], bridged["rlow"], bridged["rhigh"], 0)
-    if budget_line:
-        row.extra["bench_tls_ratio_of_medians"] = float(budget_line["ratio"])
-    row.note = "from benchmarks/bench_tls.py (ours = bridged, raw = native grpcio mTLS)"
-    return row
+    rows = []
+    for key, title, variant, size, budget in TLS_ROWS:
+        found, native = sections[size].get(variant), sections[size].get("native")
+        if found is None or native is None:
+            if budget is not None:
+                rows.append(
+                    na_row(
+                        key, title, "calls/s", f"bench_tls printed no {variant}/native rows", budget
+                    )
+                )
+            continue
+        row = Row(key, title, "calls/s", budget=budget)
+        row.ours = Stat(found["median"], found["low"], found["high"], 0)
+        row.raw = Stat(native["median"], native["low"], native["high"], 0)
+        row.score = Stat(found["rmed"], found["rlow"], found["rhigh"], 0)
+        if key == TLS_KEY and budget_line:
+            row.extra["bench_tls_ratio_of_medians"] = float(budget_line["ratio"])
+        row.note = _TLS_NOTES[variant]
+        rows.append(row)
+    return rows
+
+
+def parse_tls_output(text: str) -> Row:
+    """The 64-byte two-bridge row, the one with the main budget."""
+    return parse_tls_rows(text)[0]
 
 
 def run_tls_bridge(settings: Settings, pyvider: PyviderWorker | None = None) -> list[Row]:
@@ -108,9 +158,9 @@ def run_tls_bridge(settings: Settings, pyvider: PyviderWorker | None = None) -> 
                 TLS_BRIDGE_BUDGET,
             )
         ]
-    row = parse_tls_output(done.stdout)
-    row.extra["bench_tls_output"] = done.stdout
-    return [row]
+    rows = parse_tls_rows(done.stdout)
+    rows[0].extra["bench_tls_output"] = done.stdout
+    return rows
 
 
 def ns_samples(func: Callable[[], object], calls: int, runs: int = 7) -> list[float]:

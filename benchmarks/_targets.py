@@ -3,6 +3,8 @@
 - :func:`our_plugin`: ``PluginProcess`` running the example echo plugin.
 - :class:`RawServer`: ``_raw_server.py`` in a subprocess, and :func:`raw_channel`, a
   hand-written channel with the options the library's host uses.
+- :func:`minimal_cycle`: the minimal raw grpcio plugin (``_minimal_plugin.py``) and
+  the host a user would write around it, spawn to exit.
 - :class:`PyviderWorker`: ``pyvider_echo/worker.py``, a pyvider-rpcplugin host (asyncio)
   in its own process, driven one command at a time so its blocks interleave with ours.
 """
@@ -17,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Generator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -37,6 +40,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 ECHO_PLUGIN = (sys.executable, "-m", "pyvider_rpcplugin_sync.examples.echo_plugin")
 RAW_SERVER = (sys.executable, str(HERE / "_raw_server.py"))
+MINIMAL_PLUGIN = (sys.executable, str(HERE / "_minimal_plugin.py"))
 PYVIDER_PLUGIN = (sys.executable, str(HERE / "pyvider_echo" / "plugin.py"))
 PYVIDER_WORKER = (sys.executable, str(HERE / "pyvider_echo" / "worker.py"))
 # Variables of either library that must not leak in from the caller's shell.
@@ -172,6 +176,45 @@ class RawServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def minimal_cycle(tls: bool, request: Any, marks: list[float]) -> None:
+    """One cycle of the minimal raw host: spawn, handshake line, channel, one Echo,
+    close the channel and the plugin's stdin, reap. ``marks`` gets the perf_counter
+    after the connect (line read, channel made) and after the reply."""
+    from pyvider_rpcplugin_sync._protos import echo_pb2_grpc
+
+    env = clean_environ()
+    identity = None
+    if tls:
+        from pyvider_rpcplugin_sync._transport.tls.certs import generate_identity
+
+        identity = generate_identity()
+        env["PLUGIN_CLIENT_CERT"] = identity.cert_pem.decode("ascii")
+    argv = [*MINIMAL_PLUGIN, *(["--tls"] if tls else [])]
+    proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        fields = proc.stdout.readline().decode().strip().split("|")
+        if len(fields) != 6:
+            raise RuntimeError(f"minimal plugin printed no handshake line: {argv}")
+        credentials = None
+        if identity is not None:
+            cert = fields[5] + "=" * (-len(fields[5]) % 4)
+            credentials = mtls_credentials(cert, identity)
+        channel = raw_channel(fields[2], fields[3], credentials)
+        marks.append(time.perf_counter())
+        echo_pb2_grpc.EchoStub(channel).Echo(request, timeout=30, wait_for_ready=True)
+        marks.append(time.perf_counter())
+        channel.close()
+    finally:
+        proc.stdin.close()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
 
 
 # --- pyvider-rpcplugin ---------------------------------------------------------------------

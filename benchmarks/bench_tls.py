@@ -13,7 +13,7 @@ Each round runs one short block per variant, in rotating order, so drift hits al
 Printed: each variant's median calls/s (min-max), its ratio of medians to ``native``,
 and the median (min-max) over rounds of its calls/s divided by ``native``'s in the same
 round, which is the score (as in ``benchmarks/_common.py``).
-Budget (docs/performance.md): bridged >= 0.8x native for 64-byte calls.
+Budget (docs/performance.md): bridged >= 0.9x native for 64-byte calls, >= 0.8x for 1 MiB.
 
     python -m benchmarks.bench_tls [--blocks N] [--calls N] [--big-calls N] [--transport unix|tcp]
 """
@@ -271,9 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(directory, ignore_errors=True)
     of_medians, per_block = s["bridged"]
-    verdict = "OK" if per_block >= 0.8 else "BELOW BUDGET"
+    verdict = "OK" if per_block >= 0.9 else "BELOW BUDGET"
     print(
-        f"\nbudget: bridged >= 0.80x native at 64 B: {of_medians:.3f}x ratio of medians, "
+        f"\nbudget: bridged >= 0.90x native at 64 B: {of_medians:.3f}x ratio of medians, "
         f"{per_block:.3f}x median of per-block ratios: {verdict}"
     )
     return 0

@@ -14,10 +14,13 @@ from ._errors import (
     BrokerClosed,
     BrokerError,
     BrokerTimeout,
+    CircuitOpen,
     CodegenError,
     HandshakeError,
+    MultiplexNotSupported,
     PluginClosed,
     PluginClosing,
+    PluginDown,
     PluginStartError,
     ProtocolVersionError,
     RateLimited,
@@ -30,11 +33,14 @@ from ._errors import (
 if TYPE_CHECKING:
     from ._broker.broker import Broker, BrokeredServer
     from ._constants import DEFAULT_MAX_MESSAGE_SIZE
+    from ._host.breaker import BreakerState, CircuitBreaker
     from ._host.config import CommandLauncher, HostConfig
     from ._host.discover import discover, installed_plugins
     from ._host.options import HostOptions
     from ._host.process import PluginProcess
+    from ._host.retry import RetryPolicy
     from ._host.shared import SharedPlugin
+    from ._metrics.hook import CallMetrics, CallStats
     from ._plugin.serve import run_plugin, serve
     from ._plugin.server import PluginServer
     from ._protocol.handshake import HandshakeConfig, HandshakeLine
@@ -47,6 +53,10 @@ if TYPE_CHECKING:
 _LAZY = {
     "Broker": "._broker.broker",
     "BrokeredServer": "._broker.broker",
+    "BreakerState": "._host.breaker",
+    "CallMetrics": "._metrics.hook",
+    "CallStats": "._metrics.hook",
+    "CircuitBreaker": "._host.breaker",
     "CallTimeout": "._transport.guard",
     "DEFAULT_MAX_MESSAGE_SIZE": "._constants",
     "CommandLauncher": "._host.config",
@@ -59,6 +69,7 @@ _LAZY = {
     "PluginProcess": "._host.process",
     "PluginServer": "._plugin.server",
     "ReattachConfig": "._protocol.reattach",
+    "RetryPolicy": "._host.retry",
     "TokenBucket": "._ratelimit.bucket",
     "SharedPlugin": "._host.shared",
     "run_plugin": "._plugin.serve",
@@ -80,6 +91,13 @@ __all__ = [
     "discover",
     "installed_plugins",
     "SharedPlugin",
+    # retries and the circuit breaker
+    "RetryPolicy",
+    "CircuitBreaker",
+    "BreakerState",
+    # metrics (both sides)
+    "CallMetrics",
+    "CallStats",
     # plugin side
     "PluginServer",
     "run_plugin",
@@ -94,10 +112,13 @@ __all__ = [
     "BrokerError",
     "BrokerTimeout",
     "CallTimeout",
+    "CircuitOpen",
     "CodegenError",
     "HandshakeError",
+    "MultiplexNotSupported",
     "PluginClosed",
     "PluginClosing",
+    "PluginDown",
     "PluginStartError",
     "ProtocolVersionError",
     "RPCPluginError",

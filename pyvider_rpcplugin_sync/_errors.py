@@ -32,6 +32,11 @@ class ProtocolVersionError(HandshakeError):
     """Host and plugin share no protocol version (core or application)."""
 
 
+class MultiplexNotSupported(HandshakeError):
+    """The host asked for a multiplexed broker (``multiplex=True``) and the plugin's
+    handshake line does not say it multiplexes (field 7 missing or false)."""
+
+
 class _ProcessFailure(RPCPluginError):
     """An error about the plugin process, carrying its exit code and stderr tail."""
 
@@ -77,6 +82,15 @@ class RateLimited(RPCPluginError):
     """A call was refused, or could not get a token in time, because of a rate limit."""
 
 
+class CircuitOpen(RPCPluginError):
+    """The call was refused at once: the circuit breaker (``circuit_breaker=``) is open
+    after consecutive failed calls; ``retry_in`` is the seconds until trial calls pass."""
+
+    def __init__(self, message: str, *, hint: str | None = None, retry_in: float = 0.0) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_in = retry_in
+
+
 class PluginClosed(_ProcessFailure):
     """The plugin was closed or has died; the call cannot be made."""
 
@@ -84,6 +98,23 @@ class PluginClosed(_ProcessFailure):
 class PluginClosing(PluginClosed):
     """The call was in flight when ``close()`` ended the session: the drain period ran
     out before it finished (we closed it; a crash raises plain ``PluginClosed``)."""
+
+
+class PluginDown(PluginClosed):
+    """A ``SharedPlugin`` stays down: its last ``attempts`` starts (or early deaths) in a
+    row failed, reaching ``max_start_failures``; ``last_error`` is the last cause."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        attempts: int = 0,
+        last_error: str | None = None,
+    ) -> None:
+        super().__init__(message, hint=hint)
+        self.attempts = attempts
+        self.last_error = last_error
 
 
 class CodegenError(RPCPluginError):

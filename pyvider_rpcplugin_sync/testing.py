@@ -221,6 +221,7 @@ class InProcess:
             client_cert_pem=identity.cert_pem.decode("ascii") if identity else None,
             socket_dir=socket_dir,
             transport=config.transport,
+            multiplex=config.multiplex,
         )
         server = self.server = PluginServer(
             self._registrars,

@@ -9,7 +9,8 @@ go-plugin's semantics: ``Broker.next_id`` hands out ids,
 address over ``plugin.GRPCBroker/StartStream``, ``Broker.dial`` waits (5 s
 by default) for the peer's announcement of an id and connects to it.
 Announcements nobody dials are dropped after 5 s. Closing the session stops
-every brokered server and closes every brokered channel.
+every brokered server and closes every brokered channel. In a multiplexed session
+nothing is announced: dialing knocks instead (``knock``), over yamux streams (``mux``).
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ from .._errors import BrokerClosed, BrokerError, BrokerTimeout
 from .._protos.goplugin_pb2 import ConnInfo
 from .._transport.guard import check_call_timeout
 from .._transport.listener import Listener
+from .knock import KnockingBroker
+from .mux import MuxSession
 from .net import BrokeredChannel, BrokerNetwork
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.broker")
@@ -106,7 +109,7 @@ class BrokeredServer:
         return f"<BrokeredServer id {self.service_id} {self.network}:{self.address} {state}>"
 
 
-class Broker:
+class Broker(KnockingBroker):
     """go-plugin's GRPCBroker for one plugin session; thread-safe.
 
     Ids are plain ints (uint32 on the wire). The application carries them in its
@@ -127,6 +130,8 @@ class Broker:
         self._bridge_dir: str | None = None
         self._closed = False
         self._clock: Callable[[], float] = time.monotonic
+        self._mux: MuxSession | None = None
+        self._knock_lock = threading.Lock()  # knocks are serialised, as in go-plugin
 
     # --- public API -----------------------------------------------------------
 
@@ -166,11 +171,17 @@ class Broker:
         with self._cond:
             if not self._closed:
                 self._servers[service_id] = brokered
-                self._outgoing.append(
-                    ConnInfo(
-                        service_id=service_id, network=brokered.network, address=brokered.address
+                if self._mux is not None:
+                    # Nothing is announced: the peer knocks, then opens a stream.
+                    self._mux.route(service_id, brokered.address)
+                else:
+                    self._outgoing.append(
+                        ConnInfo(
+                            service_id=service_id,
+                            network=brokered.network,
+                            address=brokered.address,
+                        )
                     )
-                )
                 self._cond.notify_all()
                 return brokered
         brokered.stop(0)
@@ -194,6 +205,8 @@ class Broker:
         service_id = _check_id(service_id)
         call_timeout = check_call_timeout(call_timeout)
         network = self._network_or_raise()
+        if self._mux is not None:
+            return self._mux_dial(service_id, network, timeout, call_timeout)
         info = self._claim(service_id, timeout)
         channel = network.dial(info, self._bridge_directory, self._forget_channel, call_timeout)
         with self._cond:
@@ -202,6 +215,19 @@ class Broker:
                 return channel
         channel.close()
         raise self._closed_error()
+
+    def drain(self, timeout: float) -> int:
+        """Refuse new calls on the channels this side dialed, and wait up to ``timeout``
+        seconds for their calls in flight (a session's ``close()`` does this before
+        ``close``); how many still run."""
+        with self._cond:
+            channels = list(self._channels)
+        for channel in channels:
+            channel.gate.close()
+        deadline = time.monotonic() + timeout
+        return sum(
+            channel.gate.drain(max(0.0, deadline - time.monotonic())) for channel in channels
+        )
 
     def close(self) -> None:
         """End the session: stop brokered servers, close channels and the stream. Idempotent."""
@@ -232,16 +258,25 @@ class Broker:
 
     # --- session plumbing (the library's own use) -----------------------------
 
-    def attach(self, network: BrokerNetwork, on_close: Callable[[], None] | None = None) -> None:
-        """Connect the broker to its session: where to listen, how to dial."""
+    def attach(
+        self,
+        network: BrokerNetwork,
+        on_close: Callable[[], None] | None = None,
+        mux: MuxSession | None = None,
+    ) -> None:
+        """Connect the broker to its session: where to listen, how to dial, and, for a
+        multiplexed session, its yamux routing."""
         with self._cond:
             self._network = network
+            self._mux = mux
             if on_close is not None:
                 self._on_close.append(on_close)
             self._cond.notify_all()
 
     def receive(self, info: ConnInfo) -> None:
         """The peer announced ``info``: park it (a buffer of one per id) for a dialer."""
+        if self._answer_knock(info):
+            return
         now = self._clock()
         with self._cond:
             self._expire(now)
@@ -329,6 +364,8 @@ class Broker:
         with self._cond:
             if self._servers.get(server.service_id) is server:
                 del self._servers[server.service_id]
+                if self._mux is not None:
+                    self._mux.unroute(server.service_id)
 
     def _forget_channel(self, channel: BrokeredChannel) -> None:
         with self._cond:

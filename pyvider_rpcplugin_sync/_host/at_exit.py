@@ -29,7 +29,7 @@ logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 class Session(Protocol):
     """What the exit hook needs of a session."""
 
-    def close(self, timeout: float | None = None) -> None: ...
+    def close(self, grace: float | None = None) -> None: ...
 
     def _kill_at_exit(self) -> None:
         """SIGKILL what is left of the plugin, without waiting or taking a lock."""

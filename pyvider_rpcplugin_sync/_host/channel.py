@@ -28,13 +28,13 @@ from .._constants import (
     overrides_message_size,
 )
 from .._protocol.handshake import HandshakeLine
-from .._protos.goplugin_pb2 import Empty
 from .runner import Child, PidWatch
 from .stdio import StdioStream
 from .supervisor import release_directory, release_socket, watch_socket
 
 if TYPE_CHECKING:
     from .._broker.broker import Broker
+    from .._broker.mux import MuxSession
     from .._protocol.reattach import ReattachConfig
     from .._ratelimit.bucket import TokenBucket
     from .._transport.dial import Connection
@@ -58,6 +58,7 @@ class HostResources:
         self.connection: Connection | None = None  # the channel, and its TLS bridge
         self.broker: Broker | None = None  # closing it also ends its StartStream
         self.stdio: StdioStream | None = None
+        self.mux: MuxSession | None = None  # a multiplexed session's yamux connection
         self.socket_dir: str | None = None
         # The plugin's unix socket when it is not in socket_dir (go-plugin < 1.5
         # ignores PLUGIN_UNIX_SOCKET_DIR and uses its TMPDIR).
@@ -134,6 +135,9 @@ class HostResources:
         if self.connection is not None:
             self.connection.close()
             self.connection = None
+        if self.mux is not None:
+            self.mux.close()  # the one multiplexed connection, its relays
+            self.mux = None
         if self.socket_dir is not None:
             shutil.rmtree(self.socket_dir, ignore_errors=True)
             release_directory(self.socket_dir)
@@ -252,6 +256,8 @@ def intercepted(channel: grpc.Channel, interceptors: Sequence[Any]) -> grpc.Chan
 
 def request_shutdown(channel: grpc.Channel, name: str) -> bool:
     """``plugin.GRPCController/Shutdown``; True when the plugin accepted it."""
+    from .._protos.goplugin_pb2 import Empty  # protobuf on first use, not at import
+
     shutdown = channel.unary_unary(
         f"/{CONTROLLER_SERVICE}/Shutdown",
         request_serializer=Empty.SerializeToString,

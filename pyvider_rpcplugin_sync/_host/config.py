@@ -40,7 +40,10 @@ from .runner import Stdin
 from .stdio import StdioSink
 
 if TYPE_CHECKING:
+    from .._metrics.hook import CallMetrics
     from .._ratelimit.bucket import TokenBucket
+    from .breaker import CircuitBreaker
+    from .retry import RetryPolicy
 
 # Any grpc client interceptor (unary/stream, unary/stream), or OpenTelemetry's.
 ClientInterceptor = Any
@@ -133,6 +136,19 @@ class HostConfig:
             Exceptions it raises are logged.
         launcher: how the plugin's command is run and its address reached; default:
             the command as given (see ``CommandLauncher``).
+        retry: a ``RetryPolicy``: grpc retries the calls of its (idempotent) methods
+            that fail with UNAVAILABLE, with backoff and jitter, within the call's
+            deadline; none by default.
+        circuit_breaker: a ``CircuitBreaker``: after its threshold of consecutive
+            failed or timed-out calls, calls fail fast with ``CircuitOpen`` for a
+            cool-down, then a few trial calls decide; none by default.
+        metrics: a ``CallMetrics`` hook (``CallStats``, or one of your own) told of each
+            application call and each ``ping()``: method, final status, seconds; none
+            by default (nothing on the call path).
+        multiplex: go-plugin 1.6's multiplexed broker (``PLUGIN_MULTIPLEX_GRPC``): the
+            host dials the plugin once and the main connection and every brokered one
+            are yamux streams over it; ``MultiplexNotSupported`` when the plugin cannot.
+            Not with ``PluginProcess.reattach``.
     """
 
     handshake: HandshakeConfig = field(default_factory=HandshakeConfig)
@@ -162,6 +178,10 @@ class HostConfig:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     on_exit: Callable[[int], None] | None = None
     launcher: CommandLauncher = DIRECT
+    retry: RetryPolicy | None = None
+    circuit_breaker: CircuitBreaker | None = None
+    metrics: CallMetrics | None = None
+    multiplex: bool = False
     # Derived once from the fields above (never given).
     _limiter: ClientInterceptor | None = field(init=False, repr=False, default=None)
     _grpc_options: tuple[tuple[str, Any], ...] = field(init=False, repr=False, default=())
@@ -184,7 +204,23 @@ class HostConfig:
         fix(self, "channel_options", tuple(self.channel_options))
         # A bad mode or size fails now, not at the start or the first call.
         fix(self, "_limiter", rate_limit_interceptor(self.rate_limit, self.rate_limit_mode))
-        fix(self, "_grpc_options", channel_options(self.max_message_size, self.channel_options))
+        options = channel_options(self.max_message_size, self.channel_options)
+        if self.retry is not None:
+            from .retry import retry_options
+
+            options = (*options, *retry_options(self.retry, self.channel_options))
+        fix(self, "_grpc_options", options)
+        if self.circuit_breaker is not None:
+            from .breaker import CircuitBreaker
+
+            if not isinstance(self.circuit_breaker, CircuitBreaker):
+                raise TypeError(
+                    f"circuit_breaker must be a CircuitBreaker, not {self.circuit_breaker!r}"
+                )
+        if self.metrics is not None:
+            from .._metrics.hook import check_metrics
+
+            check_metrics(self.metrics)
 
     @classmethod
     def of(cls, config: HostConfig | None, options: Mapping[str, Any]) -> HostConfig:
@@ -195,10 +231,17 @@ class HostConfig:
     def call_interceptors(self) -> tuple[ClientInterceptor, ...]:
         """The application's interceptors, then the rate limiter's; empty when none is asked.
 
-        Outermost first: a tracing span covers the time spent waiting for a token.
+        Outermost first: the metrics see every call as its caller does (refusals
+        included), a tracing span covers the time spent waiting for a token, an open
+        circuit breaker refuses a call before it waits for one.
         """
-        limiter = self._limiter
-        return (*self.interceptors, *((limiter,) if limiter is not None else ()))
+        limiter, breaker = self._limiter, self.circuit_breaker
+        return (
+            *((_metrics_interceptor(self.metrics),) if self.metrics is not None else ()),
+            *self.interceptors,
+            *((breaker.interceptor(),) if breaker is not None else ()),
+            *((limiter,) if limiter is not None else ()),
+        )
 
     def resolved_channel_options(self) -> tuple[tuple[str, Any], ...]:
         """The channel's grpc options: message sizes (unless ``channel_options`` set them),
@@ -213,3 +256,9 @@ class HostConfig:
 
 
 _DEFAULT = HostConfig()
+
+
+def _metrics_interceptor(metrics: CallMetrics) -> ClientInterceptor:
+    from .._metrics.client import MetricsClientInterceptor
+
+    return MetricsClientInterceptor(metrics)

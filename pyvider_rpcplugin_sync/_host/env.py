@@ -5,8 +5,6 @@ No subprocess here (``runner`` spawns); small functions with unit tests.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import os
 import shlex
 import shutil
@@ -51,6 +49,9 @@ def resolve_executable(argv0: str, env: Mapping[str, str], cwd: str | None) -> s
 
 def verify_checksum(path: str, expected: str) -> None:
     """SHA-256 of ``path`` must equal ``expected`` (hex), compared in constant time."""
+    import hashlib  # with hmac, only for a host that verifies checksums
+    import hmac
+
     want = expected.strip().lower()
     if len(want) != 64 or any(c not in "0123456789abcdef" for c in want):
         raise ValueError("checksum must be a SHA-256 digest as 64 hex digits")
@@ -125,12 +126,15 @@ def plugin_environment(
     socket_dir: str | None,
     transport: str | None,
     socket_group: str | None = None,
+    multiplex: bool = False,
 ) -> dict[str, str]:
     """The plugin's environment: ``base`` (host env + ``env=``) plus go-plugin's variables."""
     env = host_environment(base, handshake, client_cert_pem=client_cert_pem, socket_dir=socket_dir)
     # Inherited from a host that runs *us* as its plugin, these would mislead ours:
-    # we never multiplex, and the socket dir is the one we made, or none.
+    # multiplexing is this host's choice, and the socket dir is the one we made, or none.
     env.pop(ENV_MULTIPLEX_GRPC, None)
+    if multiplex:
+        env[ENV_MULTIPLEX_GRPC] = "true"
     if env.get(ENV_UNIX_SOCKET_DIR) != socket_dir:
         env.pop(ENV_UNIX_SOCKET_DIR, None)
     if socket_group is not None:

@@ -19,8 +19,11 @@ from .._constants import RateLimitMode, Transport
 from .._protocol.handshake import HandshakeConfig
 
 if TYPE_CHECKING:
+    from .._metrics.hook import CallMetrics
     from .._ratelimit.bucket import TokenBucket
+    from .breaker import CircuitBreaker
     from .config import CommandLauncher
+    from .retry import RetryPolicy
     from .runner import Stdin
     from .stdio import StdioSink
 
@@ -60,3 +63,7 @@ class HostOptions(TypedDict, total=False):
     max_message_size: int
     on_exit: Callable[[int], None] | None
     launcher: CommandLauncher
+    multiplex: bool
+    retry: RetryPolicy | None
+    circuit_breaker: CircuitBreaker | None
+    metrics: CallMetrics | None

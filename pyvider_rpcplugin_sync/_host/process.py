@@ -29,9 +29,8 @@ from .._constants import (
 )
 from .._errors import PluginClosed, RPCPluginError
 from .._protocol.handshake import HandshakeLine
-from .._protocol.reattach import ReattachConfig
 from .._seconds import seconds
-from .._services.health import check_serving, health_check
+from .._services.health import HEALTH_CHECK, check_serving, health_check
 from .._transport.gate import CallGate
 from .._transport.guard import GuardedChannel, Translate
 from .at_exit import close_at_exit, forget
@@ -45,6 +44,7 @@ from .stdio import StderrLog, plugin_logger_name
 
 if TYPE_CHECKING:
     from .._broker.broker import Broker
+    from .._protocol.reattach import ReattachConfig
     from .._transport.dial import SessionSecurity
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
@@ -139,6 +139,9 @@ class PluginProcess(Generic[StubT]):
         the process: this host did not start it.
         """
         host = HostConfig.of(host_config, options)
+        if host.multiplex:
+            # As go-plugin: the multiplexed connection is set up at the handshake.
+            raise ValueError("multiplex=True cannot be combined with reattach")
         name = f"pyvider_rpcplugin_sync.plugin.reattached_{config.pid or 0}"
         return cls._started_by(Reattach(config, credentials), host, name)
 
@@ -328,7 +331,10 @@ class PluginProcess(Generic[StubT]):
         if connection is None or not self._life.usable:
             raise self._life.refusal("ping")
         try:
-            response = health_check(connection.channel, timeout)
+            if self._config.metrics is None:
+                response = health_check(connection.channel, timeout)
+            else:  # the library's own call, visible in the application's metrics
+                response = _measured_ping(self._config, connection.channel, timeout)
         except grpc.RpcError as exc:
             if self._gone(exc):
                 raise self._life.refusal("ping") from None
@@ -366,6 +372,8 @@ class PluginProcess(Generic[StubT]):
             return self._reattach
         if self.network is None or self.address is None:
             raise self._life.refusal("reattach_config")
+        from .._protocol.reattach import ReattachConfig  # most hosts never reattach
+
         return ReattachConfig(
             network=self.network,
             address=self.address,
@@ -376,14 +384,15 @@ class PluginProcess(Generic[StubT]):
 
     # --- close -------------------------------------------------------------------------
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, grace: float | None = None) -> None:
         """Shut the plugin down: refuse new calls, wait up to ``drain_timeout`` for the
-        calls in flight, then Shutdown, ``timeout`` (default ``shutdown_grace``) to exit,
-        SIGTERM, SIGKILL; then reap, close the channel, join threads, remove the temp dir.
+        calls in flight, then Shutdown, ``grace`` seconds (default ``shutdown_grace``) to
+        exit, SIGTERM, SIGKILL; then reap, close the channel, join threads, remove the
+        temp dir. ``grace`` is the word for it on both sides (``PluginServer.stop(grace)``).
 
         Idempotent and thread-safe; never raises for a plugin that misbehaves on the way out.
         """
-        grace = self._config.shutdown_grace if timeout is None else seconds("timeout", timeout)
+        grace = self._config.shutdown_grace if grace is None else seconds("grace", grace)
         with self._lock:
             if self._life.stage in (Stage.CLOSED, Stage.ABANDONED):
                 return
@@ -405,13 +414,19 @@ class PluginProcess(Generic[StubT]):
             notifier.join(READER_JOIN_TIMEOUT)
 
     def _drain(self) -> None:
-        """Wait up to ``drain_timeout`` for the application's calls in flight; then the
-        stage moves on, and the calls still running are cut (``PluginClosing``)."""
+        """Wait up to ``drain_timeout`` for the application's calls in flight, then for
+        those on the brokered channels this host dialed (refused from then on), within
+        the same period; then the stage moves on, and the calls still running are cut
+        (``PluginClosing``; ``BrokerClosed`` on a brokered channel)."""
         name, period = self.logger.name, self._config.drain_timeout
+        ends = time.monotonic() + period
         if running := self._gate.in_flight():
             logger.debug("plugin %s: draining %d call(s) for up to %g s", name, running, period)
             if left := self._gate.drain(period):
                 logger.warning("plugin %s: cutting %d call(s) after the drain", name, left)
+        broker = self._res.broker
+        if broker is not None and (left := broker.drain(max(0.0, ends - time.monotonic()))):
+            logger.warning("plugin %s: cutting %d brokered call(s) after the drain", name, left)
         self._life.advance(Event.SHUTDOWN)
 
     def abandon(self) -> None:
@@ -456,3 +471,10 @@ class PluginProcess(Generic[StubT]):
     def __repr__(self) -> str:
         what = self._argv[0] if self._argv else f"reattach {self.address}"
         return f"<PluginProcess {what!r} pid={self.pid} {self._life.stage.value}>"
+
+
+def _measured_ping(config: HostConfig, channel: grpc.Channel, timeout: float) -> Any:
+    from .._metrics.client import measured
+
+    assert config.metrics is not None
+    return measured(config.metrics, HEALTH_CHECK, lambda: health_check(channel, timeout))

@@ -3,20 +3,22 @@
 Around ``PluginProcess``: started lazily on first use (never at import, so the
 master of ``gunicorn --preload`` starts nothing); shared by any number of threads;
 replaced by a fresh plugin in a forked child, whose parent's plugin is abandoned
-untouched (no grpc object crosses a fork); restarted on the next call when it died,
-with bounded exponential backoff between attempts (with jitter); closed at
-interpreter exit.
+untouched (no grpc object crosses a fork); restarted on the next call when it died (or
+at once in the background, with ``restart_in_background``), with bounded exponential
+backoff between attempts (with jitter), and kept down after ``max_start_failures``
+failures in a row; closed at interpreter exit.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import random
 import threading
 import time
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, Unpack, overload
 
@@ -27,20 +29,21 @@ from .._constants import (
     DEFAULT_MAX_RESTART_BACKOFF,
     DEFAULT_PING_TIMEOUT,
     DEFAULT_RESTART_BACKOFF,
-    RESTART_JITTER,
     START_WAIT_SLACK,
 )
 from .._errors import PluginClosed, RPCPluginError
+from . import shared_fork
 from .at_exit import close_at_exit, forget
 from .config import HostConfig
 from .env import command_argv
 from .options import HostOptions, StubFactory, StubT
 from .process import PluginProcess
 from .shared_live import Live, exit_code
+from .shared_restart import START, STOP, BackgroundRestart, Failures, describe
 from .stdio import plugin_logger_name
 
 if TYPE_CHECKING:
-    pass
+    from .shared_restart import Step
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.shared")
 _now = time.monotonic  # the backoff tests replace this clock
@@ -57,6 +60,20 @@ class SharedPlugin(Generic[StubT]):
     ``KV = SharedPlugin(cmd, handshake=KV_HANDSHAKE, stub=KVStub)`` at module level,
     then ``KV.stub.Get(...)`` in any request handler; ``stub=KVStub`` makes it a
     ``SharedPlugin[KVStub]``, whose ``stub`` type checkers know.
+
+    Args:
+        cmd: the plugin command, as ``PluginProcess``'s.
+        config: a ``HostConfig``; ``options`` (its fields) replace its fields.
+        restart_backoff: the first pause, in seconds, after a failed start or an early
+            death; it doubles after each one in a row.
+        max_restart_backoff: the pause's ceiling; a plugin that ran this long before it
+            died is restarted at once.
+        max_start_failures: after this many failed starts (or early deaths) in a row,
+            the plugin stays down: every use raises ``PluginDown`` until ``reset()``;
+            None (default): it is tried again for ever, after each pause.
+        restart_in_background: restart a plugin that died, and retry a failed start,
+            in a library thread once the pause is over, so that the next request finds
+            it running; by default the next request starts it.
     """
 
     @overload
@@ -67,6 +84,8 @@ class SharedPlugin(Generic[StubT]):
         *,
         restart_backoff: float = ...,
         max_restart_backoff: float = ...,
+        max_start_failures: int | None = ...,
+        restart_in_background: bool = ...,
         stub: StubFactory[_T],
         **options: Unpack[HostOptions],
     ) -> None: ...
@@ -78,6 +97,8 @@ class SharedPlugin(Generic[StubT]):
         *,
         restart_backoff: float = ...,
         max_restart_backoff: float = ...,
+        max_start_failures: int | None = ...,
+        restart_in_background: bool = ...,
         stub: None = None,
         **options: Unpack[HostOptions],
     ) -> None: ...
@@ -88,24 +109,36 @@ class SharedPlugin(Generic[StubT]):
         *,
         restart_backoff: float = DEFAULT_RESTART_BACKOFF,
         max_restart_backoff: float = DEFAULT_MAX_RESTART_BACKOFF,
+        max_start_failures: int | None = None,
+        restart_in_background: bool = False,
         **options: Any,
     ) -> None:
         if not 0 < restart_backoff <= max_restart_backoff:
             raise ValueError("need 0 < restart_backoff <= max_restart_backoff")
+        cap = max_start_failures
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int) or cap < 1):
+            raise ValueError(f"max_start_failures must be an int of 1 or more, or None: {cap!r}")
         # Checked now rather than at the first request; starts nothing.
         self._cmd, self._config = command_argv(cmd), HostConfig.of(config, options)
         logger_name = (
             self._config.logger.name if self._config.logger else plugin_logger_name(self._cmd)
         )
         self.name = logger_name.rsplit(".", 1)[-1]
-        self._backoff = (restart_backoff, max_restart_backoff)
+        self._backoff = (restart_backoff, max_restart_backoff, cap)
+        self._background = bool(restart_in_background)
+        # Each plugin tells of its exit, so that a background restart need not wait
+        # for a request to notice it.
+        self._process_config = (
+            dataclasses.replace(self._config, on_exit=self._exit_hook(self._config.on_exit))
+            if self._background
+            else self._config
+        )
         self._start_wait = (
             START_WAIT_SLACK + self._config.start_timeout + self._config.connect_timeout
         )
         self._closed = False
         self._reset(os.getpid())
-        _install_process_hooks()
-        _INSTANCES.add(self)
+        shared_fork.watch(self)
 
     def _reset(self, owner: int) -> None:
         """Fresh per-process state (at construction, and in a forked child)."""
@@ -114,10 +147,11 @@ class SharedPlugin(Generic[StubT]):
         self._changed = threading.Condition(self._lock)
         self._live_plugin: Live | None = None
         self._starting = False
-        self._started_at = self._next_attempt = 0.0
+        self._started_at = 0.0
         self._starts = self._deaths = self._failed_starts = 0
-        self._failures = 0  # consecutive failed starts and early deaths
-        self._last_error: str | None = None
+        self._failures = Failures(*self._backoff)  # consecutive failed starts, early deaths
+        step: Step = self._restart_step
+        self._restarter = BackgroundRestart(self.name, self._lock, step, self._live)
 
     # --- use: no lock on the way to a live plugin ------------------------------------
 
@@ -194,11 +228,13 @@ class SharedPlugin(Generic[StubT]):
                 if not self._changed.wait(deadline - _now()):
                     raise PluginClosed(f"the plugin {self.name} is still starting; gave up")
                 continue
-            wait = self._next_attempt - _now()
+            if self._failures.gave_up:
+                raise self._failures.down_error(self.name)
+            wait = self._failures.next_attempt - _now()
             if wait > 0:
                 raise PluginClosed(
                     f"the plugin {self.name} is down; next start attempt in {wait:.1f} s",
-                    hint=self._last_error,
+                    hint=self._failures.last_error,
                 )
             self._starting = True
             return None
@@ -207,12 +243,14 @@ class SharedPlugin(Generic[StubT]):
     def _start(self) -> PluginProcess[StubT]:
         began = _now()
         try:
-            plugin = PluginProcess(self._cmd, self._config).start()
+            plugin = PluginProcess(self._cmd, self._process_config).start()
         except BaseException as exc:
             with self._lock:
                 self._starting = False
                 self._note_failure(exc, began)
                 self._changed.notify_all()
+                if self._background and not self._closed:
+                    self._restarter.kick()
             raise
         with self._lock:
             self._starting = False
@@ -220,7 +258,8 @@ class SharedPlugin(Generic[StubT]):
             closed = self._closed
             if not closed:
                 self._live_plugin = Live(plugin, self.name)
-                self._started_at, self._last_error = _now(), None
+                self._started_at = _now()
+                self._failures.started()
                 self._starts += 1
                 # Closed first at exit, so that nothing restarts its plugin meanwhile.
                 config = self._config
@@ -240,48 +279,75 @@ class SharedPlugin(Generic[StubT]):
 
     # --- failures and backoff (under the lock) -----------------------------------------
 
-    def _delay(self, failures: int) -> float:
-        """The pause after ``failures``: exponential up to the maximum, then "equal
-        jitter": a random point in its upper half, so hosts do not restart in lockstep."""
-        if failures <= 0:
-            return 0.0
-        first, most = self._backoff
-        full = float(min(most, first * 2 ** (failures - 1)))
-        fixed = full * (1 - RESTART_JITTER)
-        return fixed + (full - fixed) * _random()
-
     def _note_death(self, plugin: PluginProcess[Any]) -> None:
         uptime = _now() - self._started_at
-        if uptime >= self._backoff[1]:
-            self._failures = 0  # it ran long enough: this is no crash loop
-        delay = self._delay(self._failures)
-        self._failures += 1
         self._deaths += 1
-        self._next_attempt = _now() + delay
         code = exit_code(plugin)
-        self._last_error = f"plugin pid {plugin.pid} exited with code {code}"
+        error = f"plugin pid {plugin.pid} exited with code {code}"
+        delay = self._failures.died(error, uptime, _now(), _random())
         logger.warning(
             "plugin %s (pid %s) exited with code %s after %.1f s; %s",
             self.name,
             plugin.pid,
             code,
             uptime,
-            f"restarting it in {delay:.1f} s" if delay else "restarting it now",
+            self._next_step(delay),
         )
 
     def _note_failure(self, exc: BaseException, began: float) -> None:
         self._failed_starts += 1
-        self._failures += 1
-        delay = self._delay(self._failures)
-        self._next_attempt = _now() + delay
-        self._last_error = _describe(exc)
+        delay = self._failures.start_failed(describe(exc), _now(), _random())
         logger.error(
-            "plugin %s could not be started after %.1f s (%s); next attempt in %.1f s",
+            "plugin %s could not be started after %.1f s (%s); %s",
             self.name,
             _now() - began,
-            self._last_error,
-            delay,
+            self._failures.last_error,
+            self._next_step(delay),
         )
+
+    def _next_step(self, delay: float) -> str:
+        if self._failures.gave_up:
+            return f"it stays down after {self._failures.count} failures in a row (reset())"
+        if not delay:
+            return "restarting it now"
+        return f"next attempt in {delay:.1f} s"
+
+    def reset(self) -> None:
+        """Forget the failures in a row: a plugin that stays down (``PluginDown``) is
+        started again by the next use (or at once, with ``restart_in_background``)."""
+        with self._lock:
+            self._failures.reset()
+            if self._background and not self._closed:
+                self._restarter.kick()
+
+    # --- background restarts -------------------------------------------------------------
+
+    def _exit_hook(self, user: Callable[[int], None] | None) -> Callable[[int], None]:
+        ref = weakref.ref(self)  # the plugins must not keep their SharedPlugin alive
+
+        def on_exit(code: int) -> None:
+            shared = ref()
+            try:
+                if shared is not None and shared._owner == os.getpid():
+                    with shared._lock:
+                        shared._restarter.kick()
+            finally:
+                if user is not None:
+                    user(code)
+
+        return on_exit
+
+    def _restart_step(self) -> tuple[str, float]:
+        """Under the lock: what the restart thread does next."""
+        live = self._live_plugin
+        if self._closed or self._owner != os.getpid() or self._starting:
+            return STOP, 0.0  # a request that starts it kicks the thread if it fails
+        if live is not None and not live.exited():
+            return STOP, 0.0  # running
+        if self._failures.gave_up:
+            return STOP, 0.0
+        wait = 0.0 if live is not None else self._failures.next_attempt - _now()
+        return (START, 0.0) if wait <= 0 else ("wait", wait)
 
     # --- health --------------------------------------------------------------------------
 
@@ -301,7 +367,7 @@ class SharedPlugin(Generic[StubT]):
             if plugin is not None:
                 serving = plugin.ping(timeout)
         except RPCPluginError as exc:
-            error = _describe(exc)
+            error = describe(exc)
         with self._lock:
             live = self._current()
             plugin = live.plugin if live is not None and not live.exited() else None
@@ -317,8 +383,9 @@ class SharedPlugin(Generic[StubT]):
                 "starts": self._starts,
                 "deaths": self._deaths,
                 "failed_starts": self._failed_starts,
-                "retry_in": round(max(0.0, self._next_attempt - now), 3),
-                "error": error or (None if serving else self._last_error),
+                "retry_in": round(max(0.0, self._failures.next_attempt - now), 3),
+                "stays_down": self._failures.gave_up,
+                "error": error or (None if serving else self._failures.last_error),
             }
 
     def _status(self, serving: bool, alive: bool) -> str:
@@ -328,11 +395,11 @@ class SharedPlugin(Generic[StubT]):
             return "serving" if serving else "starting"
         if alive:
             return "not serving"
-        return "not started" if self._starts == self._failures == 0 else "down"
+        return "not started" if self._starts == self._failures.count == 0 else "down"
 
     # --- close and fork ------------------------------------------------------------------
 
-    def close(self, timeout: float | None = None) -> None:
+    def close(self, grace: float | None = None) -> None:
         """Shut this process's plugin down (see ``PluginProcess.close``); later use
         raises ``PluginClosed``. Idempotent, thread-safe; never touches a plugin
         that a parent process started."""
@@ -342,10 +409,11 @@ class SharedPlugin(Generic[StubT]):
             self._closed = True
             live, self._live_plugin = self._live_plugin, None
             self._changed.notify_all()
+        self._restarter.stop(self._start_wait)  # a start under way closes what it started
         forget(self)
         if live is not None:
             logger.debug("closing plugin %s (pid %s)", self.name, live.plugin.pid)
-            live.close(timeout)
+            live.close(grace)
 
     def _kill_at_exit(self) -> None:
         """At interpreter exit, past the exit's bound: SIGKILL its plugin (no lock)."""
@@ -359,7 +427,7 @@ class SharedPlugin(Generic[StubT]):
         self._reset(os.getpid())
         if inherited is not None:
             inherited.plugin.abandon()  # closing it would kill the parent's plugin
-            _ABANDONED.append(inherited)  # no destructor may run here either
+            shared_fork.ABANDONED.append(inherited)  # no destructor may run here either
 
     def __enter__(self) -> SharedPlugin[StubT]:
         return self
@@ -375,39 +443,3 @@ class SharedPlugin(Generic[StubT]):
     def __repr__(self) -> str:
         state = "closed" if self._closed else f"pid={self.pid}"
         return f"<SharedPlugin {self.name!r} {state}>"
-
-
-def _describe(exc: BaseException) -> str:
-    """One line about an error, for logs and health (no stderr tail: it may be long)."""
-    if isinstance(exc, RPCPluginError):
-        code = getattr(exc, "returncode", None)
-        suffix = f" [exit code {code}]" if code is not None else ""
-        return f"{type(exc).__name__}: {exc.message}{suffix}"
-    return f"{type(exc).__name__}: {exc}"
-
-
-# --- process-wide hooks ------------------------------------------------------------------
-
-_INSTANCES: weakref.WeakSet[SharedPlugin[Any]] = weakref.WeakSet()
-# A forked child keeps its parent's plugins and calls referenced, so that no destructor
-# or finalizer (channel close, SIGKILL of the plugin, removal of its socket) runs there.
-_ABANDONED: list[object] = []
-
-
-def _after_fork_in_child() -> None:
-    for shared in list(_INSTANCES):
-        shared._forget_after_fork()  # pyright: ignore[reportPrivateUsage]  (the fork hook)
-
-
-_hooks_lock = threading.Lock()
-_hooks: list[bool] = []
-
-
-def _install_process_hooks() -> None:
-    """The fork hook, installed with the first SharedPlugin (not at import); interpreter
-    exit closes a SharedPlugin through ``at_exit``, with every other open plugin."""
-    with _hooks_lock:
-        if _hooks:
-            return
-        _hooks.append(True)
-        os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -62,12 +62,12 @@ class Live:
         finally:
             os.close(fd)
 
-    def close(self, timeout: float | None) -> None:
+    def close(self, grace: float | None) -> None:
         """Close the plugin; the canary first, or the plugin's stop would wait for it."""
         canary, self._canary = self._canary, None
         if canary is not None:
             canary.cancel()
-        self.plugin.close(timeout)
+        self.plugin.close(grace)
 
     def trust_only_exit(self) -> None:
         """The signs were wrong (it lives on): from now on only its exit counts."""

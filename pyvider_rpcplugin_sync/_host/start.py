@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import grpc
 
-from .._constants import PIPE_EOF_GRACE, REATTACH_POLL_INTERVAL
+from .._constants import NETWORK_UNIX, PIPE_EOF_GRACE, REATTACH_POLL_INTERVAL
 from .._errors import PluginStartError, RPCPluginError, StartTimeout, TLSError
 from .._protocol.handshake import (
     HandshakeLine,
@@ -147,6 +147,7 @@ def _spawn(
         socket_dir=socket_dir,
         socket_group=config.unix_socket_group,
         transport=config.transport,
+        multiplex=config.multiplex,
     )
     started_ns = time.time_ns()  # what the plugin made is newer than this
     child = res.child = Child(
@@ -224,12 +225,20 @@ def open_session(
     left = deadline - time.monotonic()
     start_bound = left < config.connect_timeout  # the start's time runs out first
     step = max(left, 0.0) if start_bound else config.connect_timeout
+    network, address, mux = launched.network, launched.address, None
+    if config.multiplex:
+        from .._broker.mux_host import check_multiplex, connect_mux
+
+        check_multiplex(launched.line)
+        mux = res.mux = connect_mux(network, address, step, res.socket_dir)
+        # The main connection is the first stream, sent without a knock.
+        network, address = NETWORK_UNIX, mux.dial_relay(None, lambda: None).path
     connection = res.connection = dial(
-        launched.network,
-        launched.address,
+        network,
+        address,
         security=launched.security,
         credentials=launched.credentials,
-        bridge_dir=lambda: res.socket_dir,
+        bridge_dir=lambda: res.socket_dir or (mux.private_dir if mux else None),
         options=bounded_connect_attempts(config.resolved_channel_options(), step),
     )
     child = res.child
@@ -259,7 +268,7 @@ def open_session(
 
     channel = connection.channel
     res.broker = open_host_broker(
-        channel, launched.network, res.socket_dir, launched.environ, launched.security
+        channel, launched.network, res.socket_dir, launched.environ, launched.security, mux=mux
     )
     stdio = (config.stdio_stdout, config.stdio_stderr)
     res.stdio = StdioStream(channel, logger, *stdio, name=name, stderr_log=stderr_log)

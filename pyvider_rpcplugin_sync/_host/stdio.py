@@ -20,11 +20,9 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import grpc
-from google.protobuf import empty_pb2  # type: ignore[import-untyped,unused-ignore]
 
 from .._constants import STDIO_SERVICE
 from .._protocol.hclog import LEVEL_NAMES, parse_line
-from .._protos.goplugin_pb2 import StdioData
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
@@ -172,6 +170,11 @@ class StdioStream:
         name: str,
         stderr_log: StderrLog | None = None,
     ) -> None:
+        # protobuf on first use, not at import
+        from google.protobuf import empty_pb2  # type: ignore[import-untyped,unused-ignore]
+
+        from .._protos.goplugin_pb2 import StdioData
+
         method = channel.unary_stream(
             f"/{STDIO_SERVICE}/StreamStdio",
             request_serializer=empty_pb2.Empty.SerializeToString,
@@ -188,7 +191,7 @@ class StdioStream:
         self._thread.start()
 
     @staticmethod
-    def _read(call: Iterator[StdioData], sinks: dict[int, StdioSink]) -> None:
+    def _read(call: Iterator[Any], sinks: dict[int, StdioSink]) -> None:
         try:
             for message in call:
                 sink = sinks.get(message.channel)

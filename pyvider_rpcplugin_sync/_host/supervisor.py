@@ -7,8 +7,10 @@ socket directory would stay. One small supervisor process per host
 host holds. The host registers each plugin's process group and each socket
 directory as it makes them, and unregisters them once reaped or removed; when
 the host dies, the kernel closes the pipe and the supervisor stops what is
-still registered. A spawn costs one ``write`` to the pipe; the supervisor is
-started once per host process, on the first plugin.
+still registered. A spawn costs one ``write`` to the pipe. The supervisor starts
+with the first registration and ends with the last release: the host closes
+the pipe once nothing is registered and reaps it, so a host whose plugins have
+all closed has no child left; the next plugin starts a new one.
 
 Not a parent-death signal: ``PR_SET_PDEATHSIG`` fires when the *thread* that
 spawned the child exits, exists only on Linux, and misses the plugin's children.
@@ -18,16 +20,19 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 from .._constants import ORPHAN_TERM_GRACE
-from .platform import own_group_options, posix_fallbacks_forced
+from .platform import own_group_options, pidfd_open, posix_fallbacks_forced
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.host")
 
+# How long a supervisor with nothing registered gets to exit before it is killed.
+_EXIT_WAIT = 5.0
 _PROGRAM = str(Path(__file__).with_name("supervisor_main.py"))
 
 
@@ -47,6 +52,9 @@ class _Supervisor:
     def send(self, line: str) -> None:
         with self.lock:
             self._apply(line)
+            if not self.groups and not self.paths:
+                self._stop()
+                return
             if self.fd < 0 and not self._start():
                 return
             try:
@@ -92,8 +100,8 @@ class _Supervisor:
             return False
         os.close(read_end)
         self.fd = write_end
-        # Our child until we die (then it ends too): never waited for, and kept
-        # referenced so that subprocess does not poll it.
+        # Reaped by _stop once nothing is registered; until then kept referenced so
+        # that subprocess does not poll it.
         if self.process is not None and self.process.poll() is None:
             _former.append(self.process)  # unlikely: it lives although its pipe broke
         self.process = process
@@ -102,6 +110,22 @@ class _Supervisor:
             os.write(self.fd, "\n".join(replay).encode() + b"\n")
         return True
 
+    def _stop(self) -> None:
+        """Nothing left to watch: end of file tells it to exit (with nothing to clean)."""
+        if self.fd < 0:
+            return
+        os.close(self.fd)
+        self.fd = -1
+        process, self.process = self.process, None
+        if process is None:
+            return
+        try:
+            _wait_exit(process, _EXIT_WAIT)  # a stdlib-only interpreter's exit: milliseconds
+        except subprocess.TimeoutExpired:
+            logger.warning("the plugin supervisor did not exit at end of input; killing it")
+            process.kill()
+            process.wait()
+
     def forget(self) -> None:
         """In a forked child: the parent's plugins and supervisor are not ours."""
         if self.fd >= 0:
@@ -109,6 +133,20 @@ class _Supervisor:
         if self.process is not None:
             _former.append(self.process)  # the parent's child, not ours: never polled
         self._reset()  # a new lock too: another thread may have held it at the fork
+
+
+def _wait_exit(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """``process.wait(timeout)`` without its sleep-and-poll steps (they would add up to
+    half the exit's time again to each close): on a pidfd where there is one."""
+    fd = pidfd_open(process.pid)
+    if fd is not None:
+        try:
+            exited = select.select([fd], [], [], timeout)[0]
+        finally:
+            os.close(fd)
+        if not exited:
+            raise subprocess.TimeoutExpired(process.args, timeout)
+    process.wait(timeout)
 
 
 _former: list[subprocess.Popen[bytes]] = []

@@ -16,14 +16,17 @@ import threading
 import time
 from collections.abc import Generator, Sequence
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._constants import ENV_LOG_LEVEL, PARENT_WATCH_INTERVAL, WORKER_EXIT_WAIT
 from .._errors import RPCPluginError
 from .._protocol.handshake import HandshakeConfig, format_handshake
 from .._protocol.hclog import HclogHandler, level_from_name
-from .._services.stdio import StdioCapture
-from .server import WORKER_THREAD_PREFIX, PluginServer, Registrars
+
+# The server (grpc's server, protobuf, the broker) is imported by the first serve():
+# importing the plugin API stays near ``import grpc``.
+if TYPE_CHECKING:
+    from .server import PluginServer, Registrars
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.server")
 
@@ -96,6 +99,9 @@ def _serve(
                 server_options=server_options,
             )
         return
+    from .._services.stdio import StdioCapture
+    from .server import PluginServer
+
     server = PluginServer(registrars, handshake=handshake, **server_options)
     with _host_logging(host_loggers, log_level), _uncaught_thread_errors_logged():
         # A stray print() in a registrar must not land before the handshake.
@@ -157,6 +163,8 @@ def _exit_past_stuck_handlers() -> None:
     handler stuck in a long call would keep the process alive; the host
     expects the plugin gone promptly after Shutdown.
     """
+    from .server import WORKER_THREAD_PREFIX
+
     deadline = time.monotonic() + WORKER_EXIT_WAIT
     lingering: list[threading.Thread] = []
     for thread in threading.enumerate():

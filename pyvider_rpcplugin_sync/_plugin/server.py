@@ -13,11 +13,12 @@ import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent import futures
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import grpc
 
 from .._broker.broker import Broker
+from .._broker.mux_serve import MuxServing, multiplex_requested
 from .._broker.net import BrokerNetwork
 from .._constants import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -52,6 +53,9 @@ from .._services.health import add_health_service
 from .._services.stdio import StdioQueue, stdio_handler
 from .._transport.dial import SessionSecurity
 from .._transport.listener import Listener, bind, bind_bridged, choose_transport
+
+if TYPE_CHECKING:
+    from .._metrics.hook import CallMetrics
 
 logger = logging.getLogger("pyvider_rpcplugin_sync.server")
 
@@ -112,6 +116,9 @@ class PluginServer:
         rate_limit_per_method: ``{"/pkg.Service/Method": TokenBucket}``: those methods
             use their own bucket instead of ``rate_limit``.
         interceptors: grpc server interceptors, after the rate limiter.
+        metrics: a ``CallMetrics`` hook (``CallStats``, or one of your own) told of each
+            application call and health check: method, final status, seconds; none by
+            default (nothing on the call path). Outermost: it sees rate-limit denials.
         options: extra grpc server options; message size keys given here replace
             ``max_message_size``.
         max_message_size: the largest message, in bytes, received or sent; default
@@ -132,6 +139,7 @@ class PluginServer:
         rate_limit: TokenBucket | None = None,
         rate_limit_per_method: Mapping[str, TokenBucket] | None = None,
         interceptors: Sequence[grpc.ServerInterceptor] = (),
+        metrics: CallMetrics | None = None,
         options: Sequence[tuple[str, Any]] = (),
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
     ) -> None:
@@ -147,6 +155,7 @@ class PluginServer:
         self._tls = tls
         self._reflection = reflection
         self._interceptors = (
+            *_metrics_interceptors(metrics),
             *_rate_limit_interceptors(rate_limit, rate_limit_per_method, self._environ),
             *interceptors,
         )
@@ -158,6 +167,7 @@ class PluginServer:
         self._server: grpc.Server | None = None
         self._executor: futures.ThreadPoolExecutor | None = None
         self._listener: Listener | None = None
+        self._mux: MuxServing | None = None
         self._lock = threading.Lock()
         self._stopped = threading.Event()
         self._stop_requested = False
@@ -214,12 +224,26 @@ class PluginServer:
                 interceptors=list(self._interceptors),
                 options=self._options,
             )
+            # Multiplexed (the host set PLUGIN_MULTIPLEX_GRPC true): gRPC listens privately
+            # and the host's one connection to the public socket carries every stream.
+            asked = self._environ.get(ENV_MULTIPLEX_GRPC)
+            mux = MuxServing(self._transport, self._environ) if multiplex_requested(asked) else None
+            transport = NETWORK_UNIX if mux else self._transport
+            environ = mux.backend_environ(self._environ) if mux else self._environ
             cert_field, security = "", None
-            if client_cert:
-                listener, cert_field, security = self._bind_tls(server, client_cert)
-            else:
-                listener = bind(server, self._transport, self._environ)
-            self.broker.attach(self._broker_network(listener, security))
+            try:
+                if client_cert:
+                    listener, cert_field, security = self._bind_tls(
+                        server, client_cert, transport, environ
+                    )
+                else:
+                    listener = bind(server, transport, environ)
+            except BaseException:
+                if mux is not None:
+                    mux.close()
+                raise
+            session = mux.start(listener.address) if mux else None
+            self.broker.attach(self._broker_network(listener, security), mux=session)
             try:
                 self._register(server, version)
                 server.start()
@@ -229,17 +253,19 @@ class PluginServer:
                 self.broker.close()
                 server.stop(None)
                 listener.remove()
+                if mux is not None:
+                    mux.close()
                 raise
-            self._server, self._listener = server, listener
+            self._server, self._listener, self._mux = server, listener, mux
             self.negotiated_version = version
             self.handshake_line = HandshakeLine(
                 core_version=1,
                 app_version=version,
-                network=listener.network,
-                address=listener.address,
+                network=mux.network if mux else listener.network,
+                address=mux.address if mux else listener.address,
                 server_cert=cert_field,
-                # Field 7 only for hosts that asked; we never multiplex.
-                multiplex=False if self._environ.get(ENV_MULTIPLEX_GRPC) else None,
+                # Field 7 only for hosts that asked.
+                multiplex=(mux is not None) if asked else None,
             )
             logger.debug(
                 "plugin address", extra={"address": listener.address, "network": listener.network}
@@ -247,7 +273,7 @@ class PluginServer:
             return self.handshake_line
 
     def _bind_tls(
-        self, server: grpc.Server, client_cert: str
+        self, server: grpc.Server, client_cert: str, transport: str, environ: Mapping[str, str]
     ) -> tuple[Listener, str, SessionSecurity]:
         """AutoMTLS: bind with a fresh certificate; return the listener, field 6, the identities.
 
@@ -267,10 +293,10 @@ class PluginServer:
         identity = generate_identity()
         if needs_bridge(host_cert):
             context = server_ssl_context(identity, host_cert)
-            listener = bind_bridged(server, self._transport, self._environ, context)
+            listener = bind_bridged(server, transport, environ, context)
         else:
             credentials = plugin_server_credentials(host_cert, identity)
-            listener = bind(server, self._transport, self._environ, credentials)
+            listener = bind(server, transport, environ, credentials)
         security = SessionSecurity(identity, host_cert)
         return listener, encode_cert_field(identity.cert_der), security
 
@@ -278,7 +304,7 @@ class PluginServer:
         self, listener: Listener, security: SessionSecurity | None
     ) -> BrokerNetwork:
         """Brokered servers listen like the main one: same transport, same socket directory."""
-        environ = dict(self._environ)
+        environ = dict(self._mux.backend_environ(self._environ) if self._mux else self._environ)
         if listener.network == NETWORK_UNIX:
             environ[ENV_UNIX_SOCKET_DIR] = os.path.dirname(listener.address)
         return BrokerNetwork(listener.network, environ, security)
@@ -349,6 +375,8 @@ class PluginServer:
             self._executor.shutdown(wait=False, cancel_futures=True)
         if listener is not None:
             listener.remove()
+        if self._mux is not None:
+            self._mux.close()
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -406,3 +434,13 @@ def _takes_broker(registrar: Registrar) -> bool:
     kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
     positional = [p for p in parameters if p.kind in kinds]
     return len(positional) >= 2
+
+
+def _metrics_interceptors(metrics: CallMetrics | None) -> tuple[grpc.ServerInterceptor, ...]:
+    if metrics is None:
+        return ()
+    from .._metrics.hook import check_metrics
+    from .._metrics.server import MetricsServerInterceptor
+
+    check_metrics(metrics)
+    return (MetricsServerInterceptor(metrics),)

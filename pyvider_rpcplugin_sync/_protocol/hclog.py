@@ -8,11 +8,9 @@ fractional digits. The host side parses these lines back with ``parse_line``.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import threading
-from datetime import UTC, datetime
 from typing import Any, TextIO, cast
 
 LEVEL_NAMES = {
@@ -51,6 +49,8 @@ def level_from_name(name: str) -> int:
 
 
 def format_timestamp(epoch_seconds: float) -> str:
+    from datetime import UTC, datetime  # on the first record: the import stays cheap
+
     stamp = datetime.fromtimestamp(epoch_seconds, tz=UTC)
     return stamp.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -71,6 +71,8 @@ class HclogFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key not in _RECORD_ATTRS and not key.startswith("_"):
                 entry[key] = value if _is_json_scalar(value) else repr(value)
+        import json
+
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -117,6 +119,8 @@ def parse_line(line: str) -> tuple[int, str, dict[str, Any]] | None:
     text = line.strip()
     if not text.startswith("{"):
         return None
+    import json  # the first line that looks like JSON pays for the import
+
     try:
         entry = json.loads(text)
     except ValueError:

@@ -13,7 +13,6 @@ Malformed input raises ``ValueError`` naming the offending key, like ``json.load
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -99,6 +98,8 @@ class ReattachConfig:
         return cls.from_dict(_load(text))
 
     def to_json(self) -> str:
+        import json  # imported on use: most hosts never reattach
+
         return json.dumps(self.to_dict())
 
 
@@ -141,10 +142,14 @@ def parse_tf_reattach_providers(text: str | bytes) -> dict[str, ReattachConfig]:
 
 def format_tf_reattach_providers(configs: Mapping[str, ReattachConfig]) -> str:
     """The inverse of ``parse_tf_reattach_providers``."""
+    import json
+
     return json.dumps({name: config.to_dict() for name, config in configs.items()})
 
 
 def _load(text: str | bytes) -> Any:
+    import json
+
     try:
         return json.loads(text)
     except ValueError as exc:

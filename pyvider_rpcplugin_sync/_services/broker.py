@@ -31,6 +31,7 @@ from .._constants import (
 from .._protos.goplugin_pb2 import ConnInfo
 
 if TYPE_CHECKING:
+    from .._broker.mux import MuxSession
     from .._transport.dial import SessionSecurity
 
 logger = logging.getLogger(__name__)
@@ -115,17 +116,23 @@ def open_host_broker(
     socket_dir: str | None,
     environ: Mapping[str, str],
     security: SessionSecurity | None,
+    *,
+    mux: MuxSession | None = None,
 ) -> Broker:
     """The host's broker for one session; its StartStream opens now, as a go-plugin host's.
 
     Brokered servers listen like the plugin: unix sockets in the session's socket
     directory, or loopback TCP (within the host's PLUGIN_MIN/MAX_PORT) for a TCP session.
+    Multiplexed, they listen in the session's private directory for relayed streams.
     """
     bind_environ = {k: v for k, v in environ.items() if k in (ENV_MIN_PORT, ENV_MAX_PORT)}
+    if mux is not None:
+        socket_dir = mux.private_dir
     if socket_dir is not None:
         bind_environ[ENV_UNIX_SOCKET_DIR] = socket_dir
-    transport = NETWORK_TCP if network == NETWORK_TCP else NETWORK_UNIX
+    transport = NETWORK_TCP if network == NETWORK_TCP and mux is None else NETWORK_UNIX
     broker = Broker("host")
     stream = BrokerStream(channel, broker)
-    broker.attach(BrokerNetwork(transport, bind_environ, security), on_close=stream.close)
+    network_of = BrokerNetwork(transport, bind_environ, security)
+    broker.attach(network_of, on_close=stream.close, mux=mux)
     return broker

@@ -158,9 +158,13 @@ def stdio_handler(queue: StdioQueue) -> grpc.GenericRpcHandler:
         request: empty_pb2.Empty, context: grpc.ServicerContext
     ) -> Iterator[StdioData]:
         context.add_callback(queue.wake)
-        while context.is_active() and not queue.closed:
-            for channel, data in queue.take(STDIO_POLL_INTERVAL):
+        while context.is_active():
+            chunks = queue.take(STDIO_POLL_INTERVAL)
+            for channel, data in chunks:
                 yield StdioData(channel=channel, data=data)  # type: ignore[arg-type]
+            # A stopping server closes the queue; what was written before still goes out.
+            if queue.closed and not chunks:
+                return
 
     return grpc.method_handlers_generic_handler(
         STDIO_SERVICE,

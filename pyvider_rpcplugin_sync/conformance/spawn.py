@@ -22,6 +22,7 @@ from collections.abc import Generator, Mapping, Sequence
 from pathlib import Path
 
 STDERR_TAIL = 40
+EXIT_READ_WAIT = 2.0
 
 
 class KitError(Exception):
@@ -66,10 +67,9 @@ class Started:
         self._lines: queue.Queue[str | None] = queue.Queue()
         self._stderr: deque[str] = deque(maxlen=STDERR_TAIL)
         self.stdout_after: list[str] = []
-        self._threads = [
-            threading.Thread(target=self._read_stdout, daemon=True),
-            threading.Thread(target=self._read_stderr, daemon=True),
-        ]
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        stdout_reader = threading.Thread(target=self._read_stdout, daemon=True)
+        self._threads = [stdout_reader, self._stderr_reader]
         for thread in self._threads:
             thread.start()
 
@@ -98,6 +98,11 @@ class Started:
             raise TimeoutError from None
 
     def stderr_text(self) -> str:
+        """What the plugin wrote to stderr; once it has exited, everything it wrote."""
+        if self.proc.poll() is not None:
+            # An exit can be seen before the reader has read the last lines; EOF comes
+            # when every writer is gone (a child that kept the pipe bounds the wait).
+            self._stderr_reader.join(timeout=EXIT_READ_WAIT)
         return "\n".join(self._stderr)
 
     def stderr_tail(self, lines: int = 5) -> str:

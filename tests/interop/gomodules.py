@@ -38,7 +38,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 GO18_DIR = HERE / "go18"
-GO18_PROGRAMS = ("kvhost18", "kvplugin18", "counterhost18", "counterplugin18")
+GO18_PROGRAMS = ("kvhost18", "kvplugin18", "counterhost18", "counterplugin18", "yamuxecho18")
 # The same sources against another go-plugin: modfile name -> go-plugin version.
 GO_PLUGIN_MODFILES = {"go18": ("go.mod", "v1.8.0"), "go16": ("go16.mod", "v1.6.0")}
 BUILD_TIMEOUT = 1800.0

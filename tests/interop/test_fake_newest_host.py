@@ -17,6 +17,7 @@ then at most 2 s before SIGKILL. Our plugins under test:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import stat
@@ -259,15 +260,19 @@ def test_fake_newest_host_stdio_backpressure_never_blocks_the_plugin(marker: str
 @pytest.mark.timeout(60)
 def test_fake_newest_host_field_7_parsed_by_split_all(marker: str) -> None:
     """Without multiplexing the newest host ignores field 7, but splits on every '|':
-    our 7-field line (as the plugin prints it for a mux host) parses with the cert intact."""
+    our 7-field line (as the plugin prints it for a mux host) parses with the cert intact.
+    (The fake host speaks no yamux, so nothing is called; SIGTERM stops the plugin.)"""
     host = fake_host(KV_PLUGIN, marker, cookie=BASIC, multiplex=True, auto_mtls=True)
-    with pytest.raises(HostError):
-        host.start()
     try:
+        with contextlib.suppress(HostError):
+            host.start()
         line = host.first_line or ""
         parsed = parse_line(line + "\r\n", versions=(1,), multiplex=False)
-        assert parsed.parts[6] == "false" and parsed.server_cert_der is not None
+        assert parsed.parts[6] == "true" and parsed.server_cert_der is not None
     finally:
+        if host.proc is not None:
+            host.proc.terminate()
+            host.proc.wait(timeout=10)
         host.kill()
 
 

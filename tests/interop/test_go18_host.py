@@ -53,7 +53,6 @@ COUNTER_PLUGIN = f"{PYTHON} {shlex.quote(str(PLUGINS / 'helper_counter_plugin.py
 HOST_TIMEOUT = 60.0
 KILL_FALLBACK_MS = 2000  # go-plugin: 2 s after Shutdown, then SIGKILL
 FLAVOURS = ["go18", "go16"]  # go-plugin v1.8.0, v1.6.0
-MUX_REFUSED = "client requested gRPC broker multiplexing but plugin does not support the feature"
 BIG = "x" * 65536
 ONE_MIB = 1 << 20
 CELLS = [(transport, tls) for transport in ("unix", "tcp") for tls in (False, True)]
@@ -189,18 +188,25 @@ def test_refused_start(
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("cell", CELLS, ids=CELL_IDS)
+@pytest.mark.parametrize("multiplex", [False, True], ids=["sockets", "multiplexed"])
 def test_brokered_callbacks_both_ways(
     go_module_programs: Programs,
     marker: str,
     tmpdir_short: Path,
+    *,
     flavour: str,
     cell: tuple[str, bool],
+    multiplex: bool,
 ) -> None:
-    """``put``: our plugin dials the Go host's AddHelper; ``reverse``: the Go host dials ours."""
+    """``put``: our plugin dials the Go host's AddHelper; ``reverse``: the Go host dials ours.
+    Multiplexed (``GRPCBrokerMultiplex``): every connection is a yamux stream over the one
+    socket, each brokered one after a knock, TLS inside each stream."""
     ops = ["put", "a", "2", "put", "a", "40", "put", "b", "-5", "get", "a", "get", "b",
            "reverse", "20", "22", "reverse", "-7", "3"]  # fmt: skip
     transport, automtls = cell
     env = {"PLUGIN_TRANSPORT": transport, "GO18_AUTOMTLS": "1" if automtls else "0"}
+    if multiplex:
+        env["GO18_MULTIPLEX"] = "1"
     binary = go_module_programs(flavour)["counterhost18"]
     r = run_host(binary, COUNTER_PLUGIN, ops, marker, tmpdir_short, **env).expect_ok()
     assert_clean_session(r, network=transport, automtls=automtls)
@@ -332,15 +338,15 @@ def test_plugin_stdout_and_stderr_reach_the_go_host_over_streamstdio(
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("automtls", [False, True], ids=["plain", "automtls"])
-def test_a_host_that_requires_broker_multiplexing_refuses_our_plugin(
+def test_a_host_that_requires_broker_multiplexing_gets_it(
     go_module_programs: Programs, marker: str, tmpdir_short: Path, flavour: str, automtls: bool
 ) -> None:
-    """PLUGIN_MULTIPLEX_GRPC=true: our plugin answers field 7 ``false`` after the
-    certificate; the host splits all 7 fields and refuses with its own error."""
+    """PLUGIN_MULTIPLEX_GRPC=true: our plugin answers field 7 ``true`` and serves the main
+    connection as the first yamux stream; the socket and its directory are gone after."""
     binary = go_module_programs(flavour)["kvhost18"]
     env = {"GO18_MULTIPLEX": "1", "GO18_AUTOMTLS": "1" if automtls else "0"}
-    run = run_host(binary, KV_PLUGIN, ["get", "k"], marker, tmpdir_short, **env)
-    assert run.returncode == 1, run.describe()
-    assert run.report["ok"] is False, run.describe()
-    assert MUX_REFUSED in run.report["error"], run.describe()
-    assert run.report["plugin_alive_after_kill"] is False, run.describe()
+    ops = ["put", "k", BIG, "get", "k"]
+    r = run_host(binary, KV_PLUGIN, ops, marker, tmpdir_short, **env).expect_ok()
+    assert_clean_session(r, network="unix", automtls=automtls)
+    assert r["results"][-1]["value"] == BIG, r
+    assert not Path(r["socket_dir"]["path"]).exists(), r

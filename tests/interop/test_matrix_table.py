@@ -46,7 +46,8 @@ OG = "tests/interop/test_our_host_go.py::"
 PV = "tests/interop/test_pyvider.py::"
 BG = "tests/interop/test_broker_go.py::"
 
-TRANSPORT_COLUMNS = ("unix", "tcp", "plaintext", "AutoMTLS")
+MUX = "multiplexed broker"
+TRANSPORT_COLUMNS = ("unix", "tcp", "plaintext", "AutoMTLS", MUX)
 CHECK_COLUMNS = ("1 MiB Put/Get", "ping", "graceful shutdown", "two versions", "wrong cookie")
 
 _go_check_unix = GH + "test_go_host_loads_python_plugin[unix]"
@@ -100,6 +101,13 @@ MATRIX: dict[tuple[str, str], tuple[str, ...]] = {
         BG + "test_our_host_automtls_go_counter_plugin_fails_as_go_plugin_issue_109",
         BG + "test_go_counter_host_to_go_counter_plugin_for_reference[automtls]",
     ),
+    # --- the multiplexed broker (go-plugin >= 1.6): n/a before, refused with a typed error ---
+    (GO_HOST, MUX): (),
+    (GO_HOST_CB, MUX): (),
+    (OUR_HOST_GO, MUX): (OG + "test_our_multiplexing_host_refuses_a_go_plugin_1_0_1",),
+    (OUR_HOST_GO_CB, MUX): (OG + "test_our_multiplexing_host_refuses_a_go_plugin_1_0_1",),
+    (PYVIDER_HOST, MUX): (),
+    (OUR_HOST_PYVIDER, MUX): (PV + "test_our_multiplexing_host_refuses_the_pyvider_plugin",),
     # --- what each pair checks ---
     (GO_HOST, "1 MiB Put/Get"): (_go_check_unix, _go_check_tcp),
     (GO_HOST, "ping"): (_go_check_unix, _go_check_tcp),
@@ -148,14 +156,17 @@ def _go_module_cells(version: str, flavour: str) -> dict[tuple[str, str], tuple[
     def kv(cell: str) -> str:
         return f"{H18}test_kv[{cell}-{flavour}]"
 
-    def bh(cell: str) -> str:
-        return f"{H18}test_brokered_callbacks_both_ways[{cell}-{flavour}]"
+    def bh(cell: str, via: str = "sockets") -> str:
+        return f"{H18}test_brokered_callbacks_both_ways[{via}-{cell}-{flavour}]"
 
     def ok(tls: str) -> str:
         return f"{O18}test_kv[{tls}-{flavour}]"
 
-    def ob(tls: str) -> str:
-        return f"{O18}test_brokered_callbacks_both_ways[{tls}-{flavour}]"
+    def ob(tls: str, via: str = "sockets") -> str:
+        return f"{O18}test_brokered_callbacks_both_ways[{via}-{tls}-{flavour}]"
+
+    def mux(tls: str) -> str:
+        return f"{H18}test_a_host_that_requires_broker_multiplexing_gets_it[{tls}-{flavour}]"
 
     unix_cells = ("unix-plain", "unix-automtls")
     tcp_cells = ("tcp-plain", "tcp-automtls")
@@ -178,6 +189,10 @@ def _go_module_cells(version: str, flavour: str) -> dict[tuple[str, str], tuple[
         (ours + cb, "tcp"): (ok("plain"),),
         (ours + cb, "plaintext"): (ob("plain"),),
         (ours + cb, "AutoMTLS"): (ob("automtls"),),
+        (host, MUX): (mux("plain"), mux("automtls")),
+        (host + cb, MUX): tuple(bh(cell, "multiplexed") for cell in (*unix_cells, *tcp_cells)),
+        (ours, MUX): (ob("plain", "multiplexed"), ob("automtls", "multiplexed")),
+        (ours + cb, MUX): (ob("plain", "multiplexed"), ob("automtls", "multiplexed")),
         (host, "1 MiB Put/Get"): tuple(map(kv, (*unix_cells, *tcp_cells))),
         (host, "ping"): (kv("unix-plain"), kv("tcp-automtls")),
         (host, "graceful shutdown"): (kv("unix-plain"), kv("tcp-automtls")),
@@ -205,6 +220,7 @@ for _host, _binary in (
 ):
     _tls = f"{TFP}test_plan_apply_update_destroy_over_automtls[{_binary}]"
     MATRIX.update({
+        (_host, MUX): (),
         (_host, "unix"): (_tls, f"{TFP}test_import_an_existing_file[{_binary}]"),
         (_host, "tcp"): (),
         (_host, "plaintext"): (f"{TFP}test_plugin_tls_turned_off[{_binary}]",),
@@ -215,6 +231,9 @@ LOCAL = "our host → terraform-provider-local, protocol 5 (go-plugin 1.7.0)"
 ECHO6 = "our host → terraform-plugin-framework provider, protocol 6 (go-plugin 1.7.0)"
 _random = TP + "test_random_string_plan_apply_read_destroy"
 MATRIX.update({
+    (RANDOM, MUX): (),
+    (LOCAL, MUX): (),
+    (ECHO6, MUX): (),
     (RANDOM, "unix"): (_random + "[automtls]", TP + "test_random_integer_is_seeded_and_in_range"),
     (RANDOM, "tcp"): (),
     (RANDOM, "plaintext"): (_random + "[plain]",),

@@ -38,6 +38,7 @@ from test_go_host import PYTHON_KV_PLUGIN, KVHost, assert_clean_check
 
 from pyvider_rpcplugin_sync import (
     HandshakeConfig,
+    MultiplexNotSupported,
     PluginProcess,
     PluginStartError,
     ProtocolVersionError,
@@ -326,3 +327,19 @@ def test_go_host_automtls_to_our_plugin(go_kvhost: KVHost, transport: str) -> No
     r = go_kvhost.run("check", plugin=PYTHON_KV_PLUGIN, env=env).expect_ok()
     assert r["automtls"] is True and r["network"] == transport, r
     assert_clean_check(r)  # the fixture then checks that no marked process is left
+
+
+@pytest.mark.timeout(60)
+def test_our_multiplexing_host_refuses_a_go_plugin_1_0_1(
+    go_bins: dict[str, Path], marker: str, tmpdir_short: Path
+) -> None:
+    """go-plugin 1.0.1 plugins print six fields: no multiplexing, a typed error, no leftovers."""
+    plugin = PluginProcess(
+        [str(go_bins["kvplugin"])], handshake=KV_HANDSHAKE, stub=kv_pb2_grpc.KVStub, tls=False,
+        multiplex=True, env={"TMPDIR": str(tmpdir_short), MARKER_VAR: marker}, start_timeout=30,
+    )  # fmt: skip
+    with pytest.raises(MultiplexNotSupported, match="no 7th field") as refused:
+        plugin.start()
+    assert "go-plugin >= 1.6.0" in str(refused.value)
+    assert plugin.returncode is not None  # the plugin is gone
+    assert list(tmpdir_short.iterdir()) == []

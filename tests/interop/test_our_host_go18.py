@@ -124,15 +124,25 @@ def reverse_sum(plugin: PluginProcess, a: int, b: int) -> tuple[int, int]:
 
 @pytest.mark.parametrize("flavour", FLAVOURS)
 @pytest.mark.parametrize("tls", TLS, ids=TLS_IDS)
+@pytest.mark.parametrize("multiplex", [False, True], ids=["sockets", "multiplexed"])
 def test_brokered_callbacks_both_ways(
-    go_module_programs: Programs, marker: str, tmpdir_short: Path, flavour: str, tls: bool
+    go_module_programs: Programs,
+    marker: str,
+    tmpdir_short: Path,
+    *,
+    flavour: str,
+    tls: bool,
+    multiplex: bool,
 ) -> None:
+    """Multiplexed: the Go plugin's field 7 says true; the main connection and every
+    brokered one are yamux streams over our one connection, TLS inside each."""
     binary = go_module_programs(flavour)["counterplugin18"]
     plugin = start(
         binary, marker, tmpdir_short, handshake=COUNTER_HANDSHAKE,
-        stub=counter_pb2_grpc.CounterStub, tls=tls,
+        stub=counter_pb2_grpc.CounterStub, tls=tls, multiplex=multiplex,
     )  # fmt: skip
     with plugin:
+        assert plugin.handshake_line.multiplex is (True if multiplex else None)
         ops = counter_host.parse_ops(["put", "a", "2", "put", "a", "40", "put", "b", "-5",
                                       "get", "a", "get", "b"])  # fmt: skip
         assert list(counter_host.run(plugin, ops)) == [42, -5]

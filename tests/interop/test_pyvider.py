@@ -570,3 +570,18 @@ def test_timings_our_host_to_pyvider_plugin(
     assert plugin.returncode == 0
     assert first_reply_ms < 15_000 and calls_per_s > 20
     assert_no_leftovers(marker)
+
+
+@pytest.mark.timeout(60)
+def test_our_multiplexing_host_refuses_the_pyvider_plugin(marker: str) -> None:
+    """pyvider-rpcplugin does not multiplex: a typed error, and its process is gone."""
+    from pyvider_rpcplugin_sync import MultiplexNotSupported, PluginProcess
+
+    plugin = PluginProcess(
+        pyvider_plugin_cmd(), tls=False, stub=kv_pb2_grpc.KVStub, multiplex=True,
+        env={h.MARKER_VAR: marker}, cwd=h.REPO_ROOT, start_timeout=30,
+    )  # fmt: skip
+    with pytest.raises(MultiplexNotSupported, match="plugin does not support the feature"):
+        plugin.start()
+    assert plugin.returncode is not None
+    assert h.marked_pids(marker) == []

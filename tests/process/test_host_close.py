@@ -68,7 +68,7 @@ def test_stubborn_plugin_is_terminated_then_killed(signals_sent: list[int]) -> N
 def test_close_timeout_overrides_the_grace(signals_sent: list[int]) -> None:
     plugin = PluginProcess(scenario("echo_faults", "stubborn"), shutdown_grace=30).start()
     began = time.monotonic()
-    plugin.close(timeout=0.2)
+    plugin.close(grace=0.2)
     assert time.monotonic() - began < 5
     assert plugin.returncode == -signal.SIGKILL
 

@@ -49,7 +49,7 @@ class Adder(counter_pb2_grpc.AddHelperServicer):
         return counter_pb2.SumResponse(r=request.a + request.b)
 
 
-def broker_cycle(index: int) -> None:
+def broker_cycle(index: int, *, multiplex: bool = False) -> None:
     """A session that serves a callback, is called back, and leaves one server to close."""
     tls, transport = index % 2 == 0, ("unix", "tcp")[index // 2 % 2]
     with PluginProcess(
@@ -58,6 +58,7 @@ def broker_cycle(index: int) -> None:
         stub=counter_pb2_grpc.CounterStub,
         tls=tls,
         transport=transport,
+        multiplex=multiplex,
     ) as plugin:
         broker = plugin.broker
         add_id = broker.next_id()
@@ -120,6 +121,11 @@ def test_start_stop_cycles_leak_nothing() -> None:
 def test_brokered_sessions_leak_nothing() -> None:
     """Brokered servers, listeners, channels, bridges, streams: all gone with the session."""
     assert_cycles_leak_nothing(broker_cycle, BROKER_CYCLES)
+
+
+def test_multiplexed_sessions_leak_nothing() -> None:
+    """The same, multiplexed: the yamux connection, its threads, relays and dial sockets."""
+    assert_cycles_leak_nothing(lambda index: broker_cycle(index, multiplex=True), BROKER_CYCLES)
 
 
 def assert_cycles_leak_nothing(run: Callable[[int], None], cycles: int) -> None:

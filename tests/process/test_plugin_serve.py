@@ -186,10 +186,12 @@ def test_shutdown_under_load_exits_within_a_second() -> None:
     assert elapsed < 1.0
 
 
-def test_multiplex_env_adds_field_seven_false() -> None:
-    with started(KV, {**KV_ENV, "PLUGIN_MULTIPLEX_GRPC": "true"}) as plugin:
-        assert plugin.raw_line.endswith(b"|grpc||false")
-        assert plugin.line.multiplex is False
+@pytest.mark.parametrize(("value", "answer"), [("true", b"true"), ("1", b"true"), ("no", b"false")])
+def test_multiplex_env_adds_field_seven(value: str, answer: bytes) -> None:
+    """Field 7 appears whenever the variable is set; true only when it parses as true."""
+    with started(KV, {**KV_ENV, "PLUGIN_MULTIPLEX_GRPC": value}) as plugin:
+        assert plugin.raw_line.endswith(b"|grpc||" + answer)
+        assert plugin.line.multiplex is (answer == b"true")
 
 
 def test_parent_death_stops_the_plugin() -> None:

@@ -1,8 +1,10 @@
 """A host that starts KV plugins, reports them on stdout as JSON, then waits to be killed.
 
-Usage: ``doomed_host.py tls|plain PLUGIN_CMD_JSON...``; each argument after the
-first is one plugin's argv as a JSON list. The report: ``{"pids": [...],
-"groups": [...], "dirs": [...]}``, printed once every plugin answered a call.
+Usage: ``doomed_host.py tls|plain[+close-one-first] PLUGIN_CMD_JSON...``; each
+argument after the first is one plugin's argv as a JSON list. With
+``+close-one-first`` the host first opens and closes the first plugin once. The
+report: ``{"pids": [...], "groups": [...], "dirs": [...]}``, printed once every
+plugin answered a call.
 """
 
 from __future__ import annotations
@@ -19,11 +21,16 @@ KV_HANDSHAKE = HandshakeConfig("BASIC_PLUGIN", "hello", (1,))
 
 
 def main(argv: list[str]) -> int:
-    tls = argv[1] == "tls"
+    mode, _, first = argv[1].partition("+")
+    tls = mode == "tls"
+    commands = [json.loads(command) for command in argv[2:]]
+    if first == "close-one-first":
+        with PluginProcess(commands[0], handshake=KV_HANDSHAKE, stub=kv_pb2_grpc.KVStub) as once:
+            once.stub.Put(kv_pb2.PutRequest(key="k", value=b"v"), timeout=30)
     plugins = []
-    for command in argv[2:]:
+    for command in commands:
         plugin = PluginProcess(
-            json.loads(command), handshake=KV_HANDSHAKE, stub=kv_pb2_grpc.KVStub, tls=tls
+            command, handshake=KV_HANDSHAKE, stub=kv_pb2_grpc.KVStub, tls=tls
         ).start()
         plugin.stub.Put(kv_pb2.PutRequest(key="k", value=b"v"), timeout=30)
         plugins.append(plugin)

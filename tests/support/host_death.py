@@ -35,8 +35,12 @@ def running_in_group(group: int) -> list[int]:
     return found
 
 
-def kill_host_and_measure(plugins: list[list[str]], *, tls: bool) -> dict[str, object]:
+def kill_host_and_measure(
+    plugins: list[list[str]], *, tls: bool, close_one_first: bool = False
+) -> dict[str, object]:
     """Start DOOMED_HOST with ``plugins``, SIGKILL it; return what survived and when.
+    ``close_one_first``: the host first opens and closes one plugin (its supervisor
+    exits with it), so the plugins killed are watched by a second supervisor.
 
     Plugin exits are waited for with pidfds; the socket directories and the groups'
     other members have nothing to wait on, so they are polled up to the deadline.
@@ -44,7 +48,8 @@ def kill_host_and_measure(plugins: list[list[str]], *, tls: bool) -> dict[str, o
     base = tempfile.mkdtemp(prefix="hd-")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("KV_", "PLUGIN_", "BASIC_"))}
     env["TMPDIR"] = base
-    argv = [sys.executable, str(DOOMED_HOST), "tls" if tls else "plain"]
+    mode = ("tls" if tls else "plain") + ("+close-one-first" if close_one_first else "")
+    argv = [sys.executable, str(DOOMED_HOST), mode]
     argv += [json.dumps(plugin) for plugin in plugins]
     host = subprocess.Popen(argv, stdout=subprocess.PIPE, env=env, text=True)
     try:

@@ -12,7 +12,7 @@ SUPERVISOR_PROGRAM = b"pyvider_rpcplugin_sync/_host/supervisor_main.py"
 
 
 def is_supervisor(pid: int) -> bool:
-    """The host's plugin supervisor (one per host process, by design), not a leak."""
+    """The host's plugin supervisor (one while the host has plugins running), not a leak."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
             return any(arg.endswith(SUPERVISOR_PROGRAM) for arg in handle.read().split(b"\0"))
@@ -23,7 +23,7 @@ def is_supervisor(pid: int) -> bool:
 def child_processes(parent: int | None = None) -> dict[int, str]:
     """pid -> "comm state" of every process whose parent is ``parent`` (default: us).
 
-    The host's plugin supervisor (it lives as long as the host) is left out.
+    The host's plugin supervisor (it lives while the host has plugins) is left out.
     """
     parent = os.getpid() if parent is None else parent
     found: dict[int, str] = {}

@@ -169,9 +169,9 @@ def test_restart_backoff_has_equal_jitter(
     plugin = SharedPlugin(["/nonexistent"], restart_backoff=0.25, max_restart_backoff=2.0)
     try:
         # 0.25 doubled: 0.25, 0.5, 1.0, then the maximum 2.0; each in [half, all] of it
-        delays = [plugin._delay(n) for n in range(1, 6)]
+        delays = [plugin._failures.delay(n, shared_module._random()) for n in range(1, 6)]
     finally:
         plugin.close()
     full = [0.25, 0.5, 1.0, 2.0, 2.0]
     assert delays == pytest.approx([f * expected for f in full])
-    assert plugin._delay(0) == 0.0
+    assert plugin._failures.delay(0, draw) == 0.0
