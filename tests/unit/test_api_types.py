@@ -61,8 +61,8 @@ def test_hosts_refuse_a_negative_timeout_before_anything_starts() -> None:
     with pytest.raises(ValueError, match="shutdown_grace"):
         SharedPlugin(CMD, shutdown_grace=-2)
     plugin = PluginProcess(CMD)  # never started
-    with pytest.raises(ValueError, match="timeout"):
-        plugin.close(timeout=-1)
+    with pytest.raises(ValueError, match="grace"):
+        plugin.close(grace=-1)
     with pytest.raises(ValueError, match="timeout"):
         plugin.wait_exit(-1)
     with pytest.raises(ValueError, match="timeout"):
