@@ -216,7 +216,7 @@ class Broker(KnockingBroker):
         channel.close()
         raise self._closed_error()
 
-    def drain(self, timeout: float) -> int:
+    def _drain(self, timeout: float) -> int:
         """Refuse new calls on the channels this side dialed, and wait up to ``timeout``
         seconds for their calls in flight (a session's ``close()`` does this before
         ``close``); how many still run."""
@@ -256,9 +256,9 @@ class Broker(KnockingBroker):
         state = "closed" if self._closed else ("ready" if self._network else "not connected")
         return f"<Broker {self._side} {state}, serving {sorted(self._servers)}>"
 
-    # --- session plumbing (the library's own use) -----------------------------
+    # --- session plumbing (the library's own, not the public API) ----------------
 
-    def attach(
+    def _attach(
         self,
         network: BrokerNetwork,
         on_close: Callable[[], None] | None = None,
@@ -273,7 +273,7 @@ class Broker(KnockingBroker):
                 self._on_close.append(on_close)
             self._cond.notify_all()
 
-    def receive(self, info: ConnInfo) -> None:
+    def _receive(self, info: ConnInfo) -> None:
         """The peer announced ``info``: park it (a buffer of one per id) for a dialer."""
         if self._answer_knock(info):
             return
@@ -286,7 +286,7 @@ class Broker(KnockingBroker):
                 self._parked[info.service_id] = (info, now)
             self._cond.notify_all()
 
-    def next_announcement(self, finished: Callable[[], bool]) -> ConnInfo | None:
+    def _next_announcement(self, finished: Callable[[], bool]) -> ConnInfo | None:
         """Block until something must go to the peer; None once closed or ``finished()``."""
         with self._cond:
             self._cond.wait_for(lambda: self._outgoing or self._closed or finished())
@@ -294,7 +294,7 @@ class Broker(KnockingBroker):
                 return None
             return self._outgoing.popleft()
 
-    def wake(self) -> None:
+    def _wake(self) -> None:
         """Let waiters re-check their ``finished()`` condition."""
         with self._cond:
             self._cond.notify_all()

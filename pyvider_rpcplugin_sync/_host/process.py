@@ -425,7 +425,7 @@ class PluginProcess(Generic[StubT]):
             if left := self._gate.drain(period):
                 logger.warning("plugin %s: cutting %d call(s) after the drain", name, left)
         broker = self._res.broker
-        if broker is not None and (left := broker.drain(max(0.0, ends - time.monotonic()))):
+        if broker is not None and (left := broker._drain(max(0.0, ends - time.monotonic()))):
             logger.warning("plugin %s: cutting %d brokered call(s) after the drain", name, left)
         self._life.advance(Event.SHUTDOWN)
 

@@ -243,7 +243,7 @@ class PluginServer:
                     mux.close()
                 raise
             session = mux.start(listener.address) if mux else None
-            self.broker.attach(self._broker_network(listener, security), mux=session)
+            self.broker._attach(self._broker_network(listener, security), mux=session)
             try:
                 self._register(server, version)
                 server.start()

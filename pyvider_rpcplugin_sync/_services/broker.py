@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 def _read_into(broker: Broker, incoming: Iterator[ConnInfo]) -> None:
     try:
         for info in incoming:
-            broker.receive(info)
+            broker._receive(info)
     except grpc.RpcError:
         pass  # the stream ended with the connection; go-plugin ignores this too
     except Exception:
@@ -61,8 +61,8 @@ def broker_handler(broker: Broker) -> grpc.GenericRpcHandler:
 
         reader = threading.Thread(target=read, name="plugin-broker-read", daemon=True)
         reader.start()
-        context.add_callback(broker.wake)
-        while (info := broker.next_announcement(lambda: not context.is_active())) is not None:
+        context.add_callback(broker._wake)
+        while (info := broker._next_announcement(lambda: not context.is_active())) is not None:
             yield info
 
     return grpc.method_handlers_generic_handler(
@@ -99,13 +99,13 @@ class BrokerStream:
         self._reader.start()
 
     def _requests(self) -> Iterator[ConnInfo]:
-        while (info := self._broker.next_announcement(lambda: self._done)) is not None:
+        while (info := self._broker._next_announcement(lambda: self._done)) is not None:
             yield info
 
     def close(self, timeout: float = READER_JOIN_TIMEOUT) -> None:
         self._done = True
         self._call.cancel()
-        self._broker.wake()
+        self._broker._wake()
         if self._reader is not threading.current_thread():
             self._reader.join(timeout)
 
@@ -134,5 +134,5 @@ def open_host_broker(
     broker = Broker("host")
     stream = BrokerStream(channel, broker)
     network_of = BrokerNetwork(transport, bind_environ, security)
-    broker.attach(network_of, on_close=stream.close, mux=mux)
+    broker._attach(network_of, on_close=stream.close, mux=mux)
     return broker

@@ -52,7 +52,7 @@ def session(ours: Identity, peer: Identity, directory: str, transport: str) -> B
     broker = Broker("host")
     security = SessionSecurity(ours, cert(peer))
     assert security.bridged
-    broker.attach(BrokerNetwork(transport, {ENV_UNIX_SOCKET_DIR: directory}, security))
+    broker._attach(BrokerNetwork(transport, {ENV_UNIX_SOCKET_DIR: directory}, security))
     return broker
 
 
@@ -105,7 +105,7 @@ def test_our_broker_dials_a_p521_peers_server(sock_dir: str) -> None:
             public = os.path.join(sock_dir, f"peer-{service_id}.sock")
             context = server_ssl_context(identity, cert(ours))
             with BridgeServer(listen("unix", public), backend, context) as peer:
-                broker.receive(ConnInfo(service_id=service_id, network="unix", address=public))
+                broker._receive(ConnInfo(service_id=service_id, network="unix", address=public))
                 with broker.dial(service_id) as channel:
                     if works:
                         assert echo(channel, b"hi") == b"hi"

@@ -109,3 +109,11 @@ def test_public_attributes_are_of_public_types() -> None:
         assert type(line) is api.HandshakeLine and "HandshakeLine" in api.__all__
         assert line.network == plugin.host.network
         assert not hasattr(plugin.server, "stdio")  # the stdio queue is the server's own
+
+
+def test_the_public_broker_is_what_go_plugin_users_call() -> None:
+    """Session plumbing (attach, announcements, knocks) stays private to the library."""
+    from pyvider_rpcplugin_sync import Broker
+
+    public = {name for name in dir(Broker) if not name.startswith("_")}
+    assert public == {"accept_and_serve", "close", "closed", "dial", "next_id"}

@@ -32,7 +32,7 @@ class Clock:
 @pytest.fixture
 def broker() -> Iterator[Broker]:
     broker = Broker("host")
-    broker.attach(BrokerNetwork("unix", {}))
+    broker._attach(BrokerNetwork("unix", {}))
     yield broker
     broker.close()
 
@@ -57,7 +57,7 @@ def test_next_id_is_unique_across_threads(broker: Broker) -> None:
 
 
 def test_announcement_is_claimed_once(broker: Broker) -> None:
-    broker.receive(info(7))
+    broker._receive(info(7))
     with broker.dial(7, timeout=0) as channel:
         assert isinstance(channel, grpc.Channel)
         assert channel.service_id == 7  # type: ignore[attr-defined]
@@ -66,16 +66,16 @@ def test_announcement_is_claimed_once(broker: Broker) -> None:
 
 
 def test_a_second_announcement_of_an_id_is_dropped(broker: Broker) -> None:
-    broker.receive(info(3, "/tmp/first"))
-    broker.receive(info(3, "/tmp/second"))
+    broker._receive(info(3, "/tmp/first"))
+    broker._receive(info(3, "/tmp/second"))
     assert broker._claim(3, timeout=0).address == "/tmp/first"
 
 
 def test_unclaimed_announcements_expire_after_five_seconds(broker: Broker) -> None:
     clock = Clock()
     broker._clock = clock
-    broker.receive(info(1))
-    broker.receive(info(2))
+    broker._receive(info(1))
+    broker._receive(info(2))
     clock.now += 4.9
     broker.dial(1, timeout=0).close()  # still there
     clock.now += 0.2  # 5.1 s after the announcement
@@ -87,7 +87,7 @@ def test_dial_waits_for_an_announcement_that_comes_later(broker: Broker) -> None
     result: list[grpc.Channel] = []
     dialer = threading.Thread(target=lambda: result.append(broker.dial(9, timeout=10)))
     dialer.start()
-    broker.receive(info(9))
+    broker._receive(info(9))
     dialer.join(timeout=10)
     assert [getattr(c, "service_id", None) for c in result] == [9]
     result[0].close()
@@ -111,7 +111,7 @@ def test_close_wakes_a_waiting_dialer_with_broker_closed(broker: Broker) -> None
 
 
 def test_an_unknown_network_is_a_broker_error(broker: Broker) -> None:
-    broker.receive(info(4, "somewhere", network="pipe"))
+    broker._receive(info(4, "somewhere", network="pipe"))
     with pytest.raises(BrokerError, match="unknown address type 'pipe'") as caught:
         broker.dial(4, timeout=0)
     assert caught.value.hint
@@ -133,14 +133,14 @@ def test_a_broker_without_a_session_says_so() -> None:
 
 
 def test_announcements_flow_out_in_order_until_closed(broker: Broker) -> None:
-    broker.receive(info(1))  # incoming: not echoed out
+    broker._receive(info(1))  # incoming: not echoed out
     for service_id in (5, 6):
         broker._outgoing.append(info(service_id))
-    assert broker.next_announcement(lambda: False) == info(5)
-    assert broker.next_announcement(lambda: False) == info(6)
-    assert broker.next_announcement(lambda: True) is None
+    assert broker._next_announcement(lambda: False) == info(5)
+    assert broker._next_announcement(lambda: False) == info(6)
+    assert broker._next_announcement(lambda: True) is None
     broker.close()
-    assert broker.next_announcement(lambda: False) is None
+    assert broker._next_announcement(lambda: False) is None
     with pytest.raises(BrokerClosed):
         broker.dial(1, timeout=0)
     with pytest.raises(BrokerClosed):
