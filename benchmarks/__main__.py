@@ -108,6 +108,7 @@ def describe(info: dict[str, Any]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    assert __doc__ is not None
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.splitlines()[0]
     )
@@ -179,7 +180,7 @@ def confirm_gross(session: Session, name: str, rows: list[Row]) -> list[Row]:
         return rows
     progress(f"[{name}] gross result for {', '.join(first)}; measuring again to confirm")
     again = {row.key: row for row in session.run(name)}
-    confirmed = []
+    confirmed: list[Row] = []
     for row in rows:
         if row.key not in first:
             confirmed.append(row)
@@ -198,7 +199,7 @@ def confirm_gross(session: Session, name: str, rows: list[Row]) -> list[Row]:
 
 
 def verdict_lines(rows: Sequence[Row]) -> list[str]:
-    lines = []
+    lines: list[str] = []
     for row in rows:
         if row.budget is None:
             continue
@@ -216,7 +217,7 @@ def write_results(
     out: Path, rows: Sequence[Row], document: dict[str, Any], plot: bool
 ) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: list[str] = []
     (out / "latest.json").write_text(json.dumps(document, indent=2, default=str) + "\n")
     written.append(str(out / "latest.json"))
     header = f"{document['command']}  ({document['machine_text']})\n\n"

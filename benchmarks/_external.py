@@ -87,7 +87,7 @@ def parse_tls_rows(text: str) -> list[Row]:
     """Every bridge row of bench_tls's output (n/a rows where it cannot be read)."""
     sections = _tls_sections(text)
     budget_line = _TLS_BUDGET_LINE.search(text)
-    rows = []
+    rows: list[Row] = []
     for key, title, variant, size, budget in TLS_ROWS:
         found, native = sections[size].get(variant), sections[size].get("native")
         if found is None or native is None:
@@ -167,7 +167,7 @@ def ns_samples(func: Callable[[], object], calls: int, runs: int = 7) -> list[fl
     """CPU ns of this thread per call of ``func``, ``runs`` timed loops (loop overhead
     included). Thread CPU time, not wall time: on a shared machine a wall clock
     counts the neighbours' time slices as ours."""
-    samples = []
+    samples: list[float] = []
     for _ in range(runs):
         began = time.thread_time_ns()
         for _ in range(calls):
@@ -190,7 +190,7 @@ def run_bucket(settings: Settings, pyvider: PyviderWorker | None = None) -> list
     refused.try_acquire()
     calls = settings.bucket_calls
     reference = ns_samples(bare_lock, calls)
-    rows = []
+    rows: list[Row] = []
     for key, title, bucket in (
         ("bucket.granted", "TokenBucket.try_acquire granted", granted),
         ("bucket.refused", "TokenBucket.try_acquire refused", refused),

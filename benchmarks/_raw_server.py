@@ -74,6 +74,7 @@ def credentials() -> tuple[grpc.ServerCredentials, str]:
 
 
 def main(argv: list[str]) -> int:
+    assert __doc__ is not None
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--transport", choices=("unix", "tcp"), default="unix")
     parser.add_argument("--tls", action="store_true")
@@ -89,13 +90,13 @@ def main(argv: list[str]) -> int:
             address = os.path.join(directory, "echo.sock")
             target = f"unix:{address}"
         else:
-            target = "127.0.0.1:0"
+            address, target = "", "127.0.0.1:0"
         port = server.add_secure_port(target, creds) if creds else server.add_insecure_port(target)
         if directory is None:
             address = f"127.0.0.1:{port}"
         server.start()
         stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        signal.signal(signal.SIGTERM, lambda _signum, _frame: stop.set())
         os.write(1, f"{args.transport}|{address}|{cert_field}\n".encode())
         stop.wait()
         # As the plugin server stops: a graceful GOAWAY, in-flight calls get STOP_GRACE.

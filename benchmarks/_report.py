@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Sequence
+from typing import Any
 
 from ._common import Row, Stat
 
@@ -77,7 +79,7 @@ def format_table(rows: Sequence[Row]) -> str:
     """A plain-text table, columns as wide as their widest cell; notes listed below it."""
     cells = [list(COLUMNS)] + [table_cells(row) for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(COLUMNS))]
-    lines = []
+    lines: list[str] = []
     for index, line in enumerate(cells):
         parts = [
             text.ljust(width) if col < 2 or col == 5 else text.rjust(width)
@@ -103,14 +105,24 @@ def format_markdown(rows: Sequence[Row]) -> str:
 # --- plot ---------------------------------------------------------------------------------
 
 
+def pyplot() -> Any | None:
+    """matplotlib.pyplot on the Agg backend, or None without matplotlib.
+
+    matplotlib is optional (not in the dev environment, so no type information):
+    the module is typed Any rather than left unknown."""
+    try:
+        matplotlib = importlib.import_module("matplotlib")
+        matplotlib.use("Agg")
+        plt: Any = importlib.import_module("matplotlib.pyplot")
+    except ImportError:
+        return None
+    return plt
+
+
 def plot_ratios(rows: Sequence[Row], path: str) -> bool:
     """A bar chart of the ratio scores (ours and pyvider vs raw), if matplotlib is there."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     ratio_rows = [r for r in rows if r.score is not None and r.score_kind == "ratio"]
     if not ratio_rows:

@@ -160,7 +160,7 @@ def supervisor_row(settings: Settings) -> Row:
 
 
 def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
-    rows = []
+    rows: list[Row] = []
     for tls in (False, True):
         rows += cycle_rows(settings, pyvider, tls)
     if not settings.quick:

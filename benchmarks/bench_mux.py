@@ -22,7 +22,7 @@ from pathlib import Path
 from pyvider_rpcplugin_sync import PluginProcess
 from pyvider_rpcplugin_sync.examples import echo_pb2, echo_pb2_grpc, echo_plugin
 
-from ._common import MUX_BUDGET, Row, Settings, Stat, alternate, calibrate, timed_calls
+from ._common import MUX_BUDGET, Row, Settings, Stat, Timed, alternate, calibrate, timed_calls
 from ._targets import PyviderWorker
 
 PLUGIN = [sys.executable, str(Path(__file__).resolve().parent / "_broker_plugin.py")]
@@ -40,7 +40,7 @@ def measure(tls: bool, settings: Settings) -> list[Row]:
     from ._broker_plugin import HANDSHAKE
 
     mode = "mtls" if tls else "plain"
-    calls = {}
+    calls: dict[str, Timed] = {}
     with contextlib.ExitStack() as stack:
         for name, multiplex in (("direct", False), ("mux", True)):
             plugin = stack.enter_context(
@@ -75,7 +75,7 @@ def measure(tls: bool, settings: Settings) -> list[Row]:
             )
             for kind in ("main", "callback")
         }
-    rows = []
+    rows: list[Row] = []
     for kind, title in (("main", "main-channel call"), ("callback", "callback round trip")):
         alt = alts[kind]
         rows.append(

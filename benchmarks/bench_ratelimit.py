@@ -29,7 +29,7 @@ THREAD_RUNS = 3
 
 def ns_per_call(func: Callable[[], object], calls: int = CALLS) -> float:
     """Median ns per call over RUNS timed loops (loop overhead included)."""
-    samples = []
+    samples: list[float] = []
     for _ in range(RUNS):
         began = time.perf_counter_ns()
         for _ in range(calls):
@@ -40,7 +40,7 @@ def ns_per_call(func: Callable[[], object], calls: int = CALLS) -> float:
 
 def contended(bucket: TokenBucket) -> tuple[float, float]:
     """(aggregate ops/s, wall ns per op) with THREADS threads hammering one bucket."""
-    rates = []
+    rates: list[float] = []
     for _ in range(THREAD_RUNS):
         barrier = threading.Barrier(THREADS + 1)
 

@@ -34,6 +34,7 @@ def rate(call: Callable[[], object], calls: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    assert __doc__ is not None
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--calls", type=int, default=500, help="calls per block")
     parser.add_argument("--blocks", type=int, default=11, help="block pairs")
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         plain, limited = plugin.stub, echo_pb2_grpc.EchoStub(limited_channel)
         for stub in (plain, limited):  # warm-up
             rate(functools.partial(stub.Echo, request, timeout=10), args.calls // 4)
-        ratios = []
+        ratios: list[float] = []
         for block in range(args.blocks):
             order = [(plain, "plain"), (limited, "limited")]
             if block % 2:

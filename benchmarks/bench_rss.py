@@ -52,7 +52,7 @@ def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
     if pyvider is not None:
         store["pyvider"] = []
     interleave({name: probe(name, s) for name, s in store.items()}, settings.rss_reps, warmup=0)
-    rows = []
+    rows: list[Row] = []
     for field, (key, title) in FIELDS.items():
 
         def mib(name: str, field: str = field) -> list[float]:

@@ -90,7 +90,7 @@ def run(settings: Settings, pyvider: PyviderWorker | None) -> list[Row]:
             finally:
                 raw_ch.close()
                 same_ch.close()
-    rows = []
+    rows: list[Row] = []
     for threads in settings.threads:
         row = compare(
             f"threads.{threads}",

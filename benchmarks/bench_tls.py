@@ -247,6 +247,7 @@ def report(title: str, rates: dict[str, list[float]]) -> dict[str, tuple[float, 
 
 
 def main(argv: list[str] | None = None) -> int:
+    assert __doc__ is not None
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--blocks", type=int, default=30, help="rounds (one block per variant)")
     parser.add_argument("--calls", type=int, default=300, help="64 B calls per block")

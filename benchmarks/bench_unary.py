@@ -110,7 +110,7 @@ def measure_blocks(
                 parts[size].append(alt)
                 if host is not None:
                     host_parts[size].append(host)
-    rows = []
+    rows: list[Row] = []
     for size in settings.payloads:
         key = f"unary.{size}.{transport}.{'mtls' if tls else 'plain'}"
         title = f"unary {size_name(size)} {setup_name(transport, tls)}"

@@ -34,6 +34,7 @@ from typing import Any
 from pyvider_rpcplugin_sync import PluginClosed, PluginProcess, SharedPlugin
 from pyvider_rpcplugin_sync.examples import echo_pb2, echo_pb2_grpc
 
+from ._report import pyplot
 from ._targets import vm_rss_kib
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -164,7 +165,7 @@ def leftovers(threads_before: set[threading.Thread], fds_before: set[str]) -> di
 
 def _fds() -> set[str]:
     """Open fds as "number -> target", without grpc's pollers (they come and go)."""
-    found = set()
+    found: set[str] = set()
     for fd in os.listdir("/proc/self/fd"):
         try:
             target = os.readlink(f"/proc/self/fd/{fd}")
@@ -192,12 +193,8 @@ def _is_supervisor(pid: str) -> bool:
 
 
 def plot(soak: Soak, path: Path) -> bool:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     t = [s["t"] for s in soak.samples]
     fig, (rss, rate) = plt.subplots(2, 1, figsize=(9, 6), sharex=True)
@@ -235,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     began = time.monotonic()
     run(soak)
     elapsed = time.monotonic() - began
-    result = {
+    result: dict[str, Any] = {
         "command": "python -m benchmarks.soak " + " ".join(argv or sys.argv[1:]),
         "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, "
         f"Python {platform.python_version()}",

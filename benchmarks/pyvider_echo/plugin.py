@@ -51,7 +51,19 @@ class EchoProtocol(RPCPluginProtocol[Any, EchoHandler]):
         echo_pb2_grpc.add_EchoServicer_to_server(handler, server)
 
 
+def transport_server(transport: str, config: dict[str, Any]) -> RPCPluginServer[Any, Any, Any]:
+    """plugin_server, typed: its server and transport type variables are not solvable
+    from its arguments (pyvider-rpcplugin's typing), so pyright leaves them unknown."""
+    return plugin_server(
+        EchoProtocol(),  # type: ignore[type-var]
+        EchoHandler(),
+        transport=transport,
+        config=config,
+    )
+
+
 async def main(argv: list[str]) -> None:
+    assert __doc__ is not None
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--transport", choices=("unix", "tcp"))
     parser.add_argument("--verify-host-cert", action="store_true")
@@ -60,14 +72,9 @@ async def main(argv: list[str]) -> None:
     host_cert = os.environ.get("PLUGIN_CLIENT_CERT", "").strip()
     if args.verify_host_cert and host_cert:
         config["PLUGIN_CLIENT_ROOT_CERTS"] = host_cert
-    server: Any
+    server: RPCPluginServer[Any, Any, Any]
     if args.transport:
-        server = plugin_server(
-            EchoProtocol(),  # type: ignore[type-var]
-            EchoHandler(),
-            transport=args.transport,
-            config=config,
-        )
+        server = transport_server(args.transport, config)
     else:
         server = RPCPluginServer(protocol=EchoProtocol(), handler=EchoHandler(), config=config)
     await server.serve()
